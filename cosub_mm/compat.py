@@ -1,0 +1,302 @@
+"""Workarounds for the pinned OpenMMLab stack, applied by ``import cosub_mm``.
+
+Each fix is guarded so that it does nothing where it is not needed, and each
+docstring names the exact error it fixes. They must run before ``mmseg`` or
+``mmpretrain`` modules are imported, which is why ``cosub_mm/__init__.py``
+calls :func:`apply_all` first.
+"""
+import contextlib
+import importlib.util
+import inspect
+import os.path as osp
+import sys
+import threading
+import types
+from typing import Any, Callable, Iterator, List, Optional
+
+import torch
+
+__all__ = [
+    'apply_all', 'fix_torchvision_cpu_ops', 'fix_mmcv_lite_ops',
+    'fix_history_buffer_pickling', 'fix_checkpoint_loading',
+    'full_unpickling', 'safe_load',
+    'UnsafeCheckpointError'
+]
+
+_applied: List[str] = []
+# Keep the library object alive: its schemas are removed when it is freed.
+_torchvision_lib: Optional[Any] = None
+_local = threading.local()
+
+
+def _torchvision_c_loads() -> bool:
+    """Return whether torchvision's compiled ``_C`` library can be loaded."""
+    spec = importlib.util.find_spec('torchvision')
+    if spec is None or not spec.submodule_search_locations:
+        return True  # nothing to fix if torchvision is absent
+    for folder in spec.submodule_search_locations:
+        for name in ('_C.so', '_C.pyd'):
+            path = osp.join(folder, name)
+            if osp.exists(path):
+                try:
+                    torch.ops.load_library(path)
+                    return True
+                except (OSError, RuntimeError):
+                    return False
+    return False
+
+
+def fix_torchvision_cpu_ops() -> bool:
+    """Define torchvision's ``nms``/``qnms`` schemas when its ``_C`` fails.
+
+    Fixes ``RuntimeError: operator torchvision::nms does not exist`` raised by
+    ``import torchvision`` when torchvision 0.28.0 (whose ``_C.so`` links CUDA
+    libraries) sits beside the CPU build of torch 2.13.0: torchvision's meta
+    registrations then refer to operators that were never defined.
+
+    Does nothing beside a CUDA torch (defining the schemas there aborts the
+    process), when torchvision is already imported, or when ``_C`` loads.
+
+    Returns:
+        bool: Whether the fix was applied.
+    """
+    global _torchvision_lib
+    if (torch.version.cuda is not None or 'torchvision' in sys.modules
+            or _torchvision_lib is not None or _torchvision_c_loads()):
+        return False
+    lib = torch.library.Library('torchvision', 'DEF')
+    lib.define('nms(Tensor dets, Tensor scores, float iou_threshold) '
+               '-> Tensor')
+    lib.define('qnms(Tensor dets, Tensor scores, float iou_threshold) '
+               '-> Tensor')
+    _torchvision_lib = lib
+    return True
+
+
+def _mmcv_ops_stand_in() -> types.ModuleType:
+    """Build a ``mmcv.ops`` module that offers the pure-Python ops only."""
+    module = types.ModuleType('mmcv.ops')
+    module.__doc__ = ('cosub_mm stand-in for mmcv.ops under mmcv-lite: only '
+                      'pure-Python ops are available.')
+    spec = importlib.util.find_spec('mmcv')
+    path = osp.join(spec.submodule_search_locations[0], 'ops',
+                    'point_sample.py')
+    ps_spec = importlib.util.spec_from_file_location('mmcv.ops.point_sample',
+                                                     path)
+    point_sample_mod = importlib.util.module_from_spec(ps_spec)
+    ps_spec.loader.exec_module(point_sample_mod)
+    sys.modules['mmcv.ops.point_sample'] = point_sample_mod
+    module.point_sample = point_sample_mod.point_sample
+    module.bilinear_grid_sample = point_sample_mod.bilinear_grid_sample
+
+    def sigmoid_focal_loss(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError(
+            'sigmoid_focal_loss needs mmcv compiled ops (mmcv._ext), which '
+            'mmcv-lite lacks: install the full mmcv==2.1.0 or use another '
+            'loss.')
+
+    module.sigmoid_focal_loss = sigmoid_focal_loss
+
+    def __getattr__(name: str) -> Any:
+        if name.startswith('__'):
+            raise AttributeError(name)
+        # ModuleNotFoundError (not AttributeError) so that mmseg's
+        # ``except ModuleNotFoundError`` guards around optional heads work.
+        raise ModuleNotFoundError(
+            f'mmcv.ops.{name} needs mmcv compiled ops (mmcv._ext), which '
+            'mmcv-lite lacks; install the full mmcv==2.1.0 to use it.')
+
+    module.__getattr__ = __getattr__
+    return module
+
+
+def fix_mmcv_lite_ops() -> bool:
+    """Provide a stand-in ``mmcv.ops`` under mmcv-lite.
+
+    Fixes ``ModuleNotFoundError: No module named 'mmcv._ext'`` raised when
+    mmseg 1.2.2 imports ``mmcv.ops.point_sample`` at import time
+    (``mmseg/utils/mask_classification.py``, ``focal_loss.py``,
+    ``san_head.py``) while only mmcv-lite, without compiled ops, is installed.
+
+    Does nothing when mmcv is absent, when ``mmcv._ext`` exists (the full
+    mmcv) or when ``mmcv.ops`` was imported already.
+
+    Returns:
+        bool: Whether the fix was applied.
+    """
+    if 'mmcv.ops' in sys.modules or importlib.util.find_spec('mmcv') is None:
+        return False
+    if importlib.util.find_spec('mmcv._ext') is not None:
+        return False
+    import mmcv
+    module = _mmcv_ops_stand_in()
+    sys.modules['mmcv.ops'] = module
+    mmcv.ops = module
+    return True
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A checkpoint needs full unpickling where only weights may be read."""
+
+
+def _safe_globals() -> List[Any]:
+    """The few globals our own checkpoints need beyond plain tensors.
+
+    mmengine stores its ``MessageHub`` (``HistoryBuffer`` objects holding
+    numpy arrays) and numpy scalars in ``meta``. These are data containers:
+    none of them runs code when rebuilt.
+    """
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+    allowed: List[Any] = [HistoryBuffer, np.ndarray, np.dtype]
+    multiarray = getattr(np, '_core', np.core).multiarray
+    allowed += [multiarray._reconstruct, multiarray.scalar]
+    # numpy >= 2 rebuilds dtypes through their per-type classes.
+    return allowed + [
+        type(np.dtype(t)) for t in ('float64', 'float32', 'float16', 'int64',
+                                    'int32', 'uint8', 'bool')
+    ]
+
+
+def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
+    """Load a checkpoint with torch's weights-only unpickler.
+
+    Args:
+        filename (str): Path of the checkpoint.
+        map_location: Same as :func:`torch.load`.
+
+    Returns:
+        The loaded object.
+
+    Raises:
+        UnsafeCheckpointError: When the file needs globals that could run
+            code when unpickled (a crafted or foreign checkpoint).
+    """
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            return torch.load(
+                filename, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises pickle.UnpicklingError
+        if 'Weights only load failed' not in str(err):
+            raise
+        lines = [line for line in str(err).splitlines() if line.strip()]
+        reason = next((line for line in lines if 'Unsupported global' in line
+                       or 'Can only build' in line), lines[-1])
+        raise UnsafeCheckpointError(
+            f'Refusing to load {filename}: it is not loadable with '
+            'weights-only unpickling, so loading it could run arbitrary '
+            'code. Only resuming our own training state (--resume) unpickles '
+            f'fully. Reason: {reason.strip()}') from None
+
+
+@contextlib.contextmanager
+def full_unpickling() -> Iterator[None]:
+    """Allow full unpickling of checkpoints within this context.
+
+    Used by ``Runner.resume`` only: a resume file is the user's own training
+    state (optimizer, schedulers, message hub, RNG state), written by this
+    runner into its work_dir, so trusting it is as safe as trusting the
+    work_dir. Pretrained weights, ``load_from`` and ``tools/test.py`` stay
+    weights-only because those files usually come from elsewhere.
+    """
+    previous = getattr(_local, 'full', False)
+    _local.full = True
+    try:
+        yield
+    finally:
+        _local.full = previous
+
+
+def load_from_local(filename: str, map_location: Any) -> Any:
+    """mmengine's local checkpoint loader, weights-only unless resuming."""
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    if getattr(_local, 'full', False):
+        return torch.load(
+            filename, map_location=map_location, weights_only=False)
+    return safe_load(filename, map_location)
+
+
+def fix_checkpoint_loading() -> bool:
+    """Make mmengine load checkpoints weights-only, resume excepted.
+
+    Fixes ``Unsupported global: GLOBAL
+    mmengine.logging.history_buffer.HistoryBuffer`` (``_pickle.
+    UnpicklingError``) raised by torch >= 2.6, whose ``torch.load`` defaults
+    to ``weights_only=True``, when mmengine 0.10.7 loads its own checkpoints
+    for ``load_from``, ``init_cfg=dict(type='Pretrained')``, ``tools/test.py``
+    or ``--resume``. Pretrained weights are loaded weights-only with the few
+    data classes of :func:`_safe_globals` allowed; ``Runner.resume`` (and only
+    it) runs inside :func:`full_unpickling`.
+
+    Does nothing when mmengine's local loader already passes ``weights_only``
+    itself, or with a torch whose ``torch.load`` lacks safe globals.
+
+    Returns:
+        bool: Whether the fix was applied.
+    """
+    if not hasattr(torch.serialization, 'safe_globals'):
+        return False
+    from mmengine.runner import Runner
+    from mmengine.runner import checkpoint as ckpt
+    loader = ckpt.CheckpointLoader._schemes.get('')
+    if loader is load_from_local:
+        return False
+    if loader is not None and 'weights_only' in inspect.getsource(loader):
+        return False
+    ckpt.CheckpointLoader.register_scheme(prefixes='', force=True)(
+        load_from_local)
+    ckpt.load_from_local = load_from_local
+    original_resume: Callable = Runner.resume
+
+    def resume(self: Runner, *args: Any, **kwargs: Any) -> None:
+        with full_unpickling():
+            return original_resume(self, *args, **kwargs)
+
+    resume.__doc__ = original_resume.__doc__
+    Runner.resume = resume
+    return True
+
+
+def _history_buffer_getstate(self: Any) -> dict:
+    """Pickle a HistoryBuffer's data only, not its statistics methods."""
+    state = dict(self.__dict__)
+    state.pop('statistics_methods', None)
+    return state
+
+
+def fix_history_buffer_pickling() -> bool:
+    """Keep code references out of the ``HistoryBuffer`` s in checkpoints.
+
+    mmengine 0.10.7's ``HistoryBuffer.__getstate__`` pickles its statistics
+    methods as ``builtins.getattr(HistoryBuffer, 'min')`` and so on, so
+    every checkpoint's ``message_hub`` fails weights-only loading with
+    ``Unsupported global: GLOBAL builtins.getattr`` — and allow-listing
+    ``getattr`` would open the door to arbitrary code. The methods are
+    class-level registrations that ``__setstate__`` restores anyway, so only
+    the data is pickled.
+
+    Returns:
+        bool: Whether the fix was applied.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    if HistoryBuffer.__getstate__ is _history_buffer_getstate:
+        return False
+    probe = HistoryBuffer()
+    if not any(callable(v) or isinstance(v, dict) and any(
+            callable(m) for m in v.values())
+               for v in probe.__getstate__().values()):
+        return False
+    probe.__dict__.pop('statistics_methods', None)
+    HistoryBuffer.__getstate__ = _history_buffer_getstate
+    return True
+
+
+def apply_all() -> List[str]:
+    """Apply every fix needed on this stack; return the names applied."""
+    for fix in (fix_torchvision_cpu_ops, fix_mmcv_lite_ops,
+                fix_history_buffer_pickling, fix_checkpoint_loading):
+        if fix.__name__ not in _applied and fix():
+            _applied.append(fix.__name__)
+    return list(_applied)

@@ -1,0 +1,98 @@
+"""Shared fixtures: the repo root, tool runners and tiny generated data sets."""
+import os
+import os.path as osp
+import subprocess
+import sys
+from typing import List, Optional
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TEST_CONFIGS = osp.join(REPO, 'tests', 'data', 'configs')
+
+
+def tool_env(**extra: str) -> dict:
+    """Environment for subprocesses: this checkout first on the path."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
+    env.setdefault('OMP_NUM_THREADS', '2')
+    env.update(extra)
+    return env
+
+
+def run_tool(args: List[str], timeout: float = 300,
+             env: Optional[dict] = None,
+             check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python tools/<args>`` from the repo root; show output on error."""
+    cmd = [sys.executable] + args
+    proc = subprocess.run(
+        cmd, cwd=REPO, env=env or tool_env(), capture_output=True,
+        text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f'{" ".join(cmd)} exited {proc.returncode}\n'
+            f'--- stdout\n{proc.stdout[-4000:]}\n'
+            f'--- stderr\n{proc.stderr[-6000:]}')
+    return proc
+
+
+def make_cls_dataset(root: str, num_classes: int = 3, per_class: int = 8,
+                     size: int = 32, seed: int = 0) -> str:
+    """Write an ImageNet-layout folder (train/ and val/) of tiny PNGs.
+
+    Each class has its own mean colour, so a classifier can learn it.
+    """
+    rng = np.random.default_rng(seed)
+    for split in ('train', 'val'):
+        for c in range(num_classes):
+            folder = osp.join(root, split, f'class_{c}')
+            os.makedirs(folder, exist_ok=True)
+            for i in range(per_class):
+                base = np.zeros((size, size, 3), np.float64)
+                base[..., c % 3] = 160
+                img = np.clip(base + rng.normal(0, 40, base.shape), 0, 255)
+                Image.fromarray(img.astype(np.uint8)).save(
+                    osp.join(folder, f'{i:03d}.png'))
+    return root
+
+
+def make_seg_dataset(root: str, num_classes: int = 4, n_train: int = 6,
+                     n_val: int = 3, size: int = 64, seed: int = 0) -> str:
+    """Write an ADE20k-layout set: JPEG images and PNG label maps.
+
+    Labels use ADE's convention: 0 is 'other' (ignored with
+    ``reduce_zero_label``), classes are 1..num_classes.
+    """
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(0, 255, (num_classes + 1, 3))
+    for split, n in (('training', n_train), ('validation', n_val)):
+        os.makedirs(osp.join(root, 'images', split), exist_ok=True)
+        os.makedirs(osp.join(root, 'annotations', split), exist_ok=True)
+        for i in range(n):
+            label = np.ones((size, size), np.uint8)
+            for c in range(2, num_classes + 1):
+                y, x = rng.integers(0, size - 16, 2)
+                h, w = rng.integers(8, 24, 2)
+                label[y:y + h, x:x + w] = c
+            label[:2] = 0
+            img = colours[label] + rng.normal(0, 10, (size, size, 3))
+            img = np.clip(img, 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(
+                osp.join(root, 'images', split, f'{i:03d}.jpg'))
+            Image.fromarray(label).save(
+                osp.join(root, 'annotations', split, f'{i:03d}.png'))
+    return root
+
+
+@pytest.fixture(scope='session')
+def cls_data_root(tmp_path_factory) -> str:
+    """A tiny ImageNet-layout classification set."""
+    return make_cls_dataset(str(tmp_path_factory.mktemp('cls_data')))
+
+
+@pytest.fixture(scope='session')
+def seg_data_root(tmp_path_factory) -> str:
+    """A tiny ADE20k-layout segmentation set."""
+    return make_seg_dataset(str(tmp_path_factory.mktemp('seg_data')))
