@@ -1,1 +1,3 @@
-__all__ = []
+from .cosub_classifier import CosubClassifier
+
+__all__ = ['CosubClassifier']

@@ -1,1 +1,3 @@
-__all__ = []
+from .cosub_loss import CosubLoss
+
+__all__ = ['CosubLoss']

@@ -1,0 +1,109 @@
+"""An mmpretrain ``ImageClassifier`` trained with cosub (Touvron et al.,
+*Co-training 2^L Submodels for Visual Recognition*, CVPR 2023)."""
+from typing import Dict, List, Optional
+
+import torch
+from mmpretrain.models.classifiers import ImageClassifier
+from mmpretrain.structures import DataSample
+from torch import Tensor
+
+from cosub_mm.models.utils import get_drop_path_rates, set_drop_path_rates
+from cosub_mm.registry import MODELS
+
+__all__ = ['CosubClassifier']
+
+
+@MODELS.register_module()
+class CosubClassifier(ImageClassifier):
+    """Image classifier whose training step co-trains k submodels.
+
+    In ``loss()`` the (already Mixup/CutMix-augmented) batch is repeated k
+    times along the batch dimension and goes once through backbone, neck and
+    head; the per-sample stochastic depth of the backbone makes each copy a
+    different random submodel. The k logits are split and scored with
+    :class:`~cosub_mm.models.CosubLoss`. ``predict()`` and
+    ``extract_feat()`` are the parent's: the full network at test time.
+
+    Args:
+        cosub_loss (dict): Config of the cosub loss. Defaults to
+            ``dict(type='cosub_mm.CosubLoss')`` (λ = 0.5, BCE, k = 2).
+        drop_path_rule (str, optional): ``'uniform'`` (every block drops
+            with the backbone's largest rate, as the authors do) or
+            ``'linear'`` (0 at the first block up to that rate). None keeps
+            the rates the backbone built. Defaults to None.
+        drop_path_rate (float, optional): The rate that ``drop_path_rule``
+            spreads; None takes the backbone's largest block rate.
+        **kwargs: The arguments of ``mmpretrain.ImageClassifier``
+            (``backbone``, ``neck``, ``head``, ``data_preprocessor``,
+            ``train_cfg`` with Mixup/CutMix ``augments``, ``init_cfg``).
+
+    Example:
+        >>> model = dict(
+        ...     type='cosub_mm.CosubClassifier',
+        ...     backbone=dict(type='VisionTransformer', arch='deit-small',
+        ...                   drop_path_rate=0.05),
+        ...     head=dict(type='VisionTransformerClsHead', num_classes=1000,
+        ...               in_channels=384),
+        ...     drop_path_rule='uniform',
+        ...     cosub_loss=dict(type='cosub_mm.CosubLoss', lambda_=0.5))
+    """
+
+    def __init__(self,
+                 *args,
+                 cosub_loss: Optional[dict] = None,
+                 drop_path_rule: Optional[str] = None,
+                 drop_path_rate: Optional[float] = None,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.head is None:
+            raise ValueError('CosubClassifier needs a head: cosub compares '
+                             'the logits of two submodels')
+        cosub_loss = cosub_loss or dict(type='cosub_mm.CosubLoss')
+        if not isinstance(cosub_loss, torch.nn.Module):
+            cosub_loss = MODELS.build(cosub_loss)
+        self.cosub_loss = cosub_loss
+        rates = get_drop_path_rates(self.backbone)
+        if drop_path_rule is not None:
+            rate = max(rates, default=0.0) if drop_path_rate is None \
+                else drop_path_rate
+            rates = set_drop_path_rates(self.backbone, rate, drop_path_rule)
+        if max(rates, default=0.0) <= 0.0:
+            raise ValueError(
+                f'CosubClassifier: the backbone {type(self.backbone).__name__}'
+                ' has no stochastic depth (drop_path_rate is 0 or it has no '
+                'DropPath), so all submodels would be identical. Set '
+                'backbone.drop_path_rate > 0 (the paper uses 0.05-0.45).')
+        self.drop_path_rule = drop_path_rule
+
+    @property
+    def num_submodels(self) -> int:
+        """Number k of submodels trained per image."""
+        return self.cosub_loss.num_submodels
+
+    def loss(self, inputs: Tensor,
+             data_samples: List[DataSample]) -> Dict[str, Tensor]:
+        """Co-train k submodels on the batch.
+
+        Args:
+            inputs (Tensor): Batch-augmented images ``(N, C, H, W)``.
+            data_samples (list[DataSample]): With ``gt_label`` or, after
+                Mixup/CutMix, ``gt_score``.
+
+        Returns:
+            dict: ``loss_label`` and ``loss_distill`` (their sum is the
+            loss) and ``agreement``, the fraction of images whose k
+            submodels predict the same class.
+        """
+        k = self.num_submodels
+        feats = self.extract_feat(torch.cat([inputs] * k, dim=0))
+        logits = self.head(feats).chunk(k, dim=0)
+        if 'gt_score' in data_samples[0]:
+            target = torch.stack([s.gt_score for s in data_samples])
+        else:
+            target = torch.cat([s.gt_label for s in data_samples])
+        losses = self.cosub_loss.forward_all(logits, target)
+        with torch.no_grad():
+            preds = torch.stack([z.argmax(dim=1) for z in logits])
+            agree = (preds == preds[:1]).all(dim=0).float().mean()
+        losses['agreement'] = agree
+        return losses
