@@ -10,11 +10,14 @@ STAMP="$VENV/.cosub_mm-complete"
 FMNIST_SRC=${FMNIST_SRC:-/usr/share/datasets/fashion-mnist}
 FMNIST_DST=data/fashion_mnist
 
+# Everything the tools and tests import: a missing package means a repair.
+CHECK_IMPORTS='import cosub_mm, mmseg.utils, mmseg.models, mmpretrain.models, skimage, matplotlib, pytest'
+
 pins_hash() { cat requirements/runtime.txt requirements/tests.txt setup.py | sha256sum | cut -d' ' -f1; }
 
 venv_ok() {
   [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(pins_hash)" ] &&
-    "$VENV/bin/python" -c 'import torch, mmengine, mmpretrain, mmseg, cosub_mm' >/dev/null 2>&1
+    "$VENV/bin/python" -W ignore -c "$CHECK_IMPORTS" >/dev/null 2>&1
 }
 
 if venv_ok; then
@@ -31,7 +34,7 @@ else
   "$VENV/bin/python" -m pip install --disable-pip-version-check -q \
     -r requirements/runtime.txt -r requirements/tests.txt
   "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
-  "$VENV/bin/python" -c 'import torch, mmengine, mmpretrain, mmseg, cosub_mm'
+  "$VENV/bin/python" -W ignore -c "$CHECK_IMPORTS"
   pins_hash > "$STAMP"
   echo "[setup] $VENV ready in $(( $(date +%s) - start )) s"
 fi
