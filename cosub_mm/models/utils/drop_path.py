@@ -7,11 +7,18 @@ name contains ``DropPath`` (mmcv's, timm's and ours). Its *block* is its name
 up to the last numeric component (``layers.3`` for ``layers.3.ffn.
 dropout_layer``, ``stages.0.1`` for ConvNeXt's ``stages.0.1.drop_path``):
 the drop-path modules of one residual block share one rate.
+
+Some backbones (mmpretrain's ConvNeXt, timm's models) build an ``nn.Identity``
+instead of a drop-path module where the rate is 0, e.g. in the first block of
+the linear rule. Such a *placeholder* (an ``nn.Identity`` whose attribute name
+starts with ``drop_path``) counts as a block of rate 0, and
+:func:`set_drop_path_rates` swaps it for mmcv's ``DropPath`` so that a
+uniform rule reaches every block.
 """
 from collections import OrderedDict
 from typing import Dict, List
 
-import torch
+import numpy as np
 from torch import nn
 
 __all__ = ['block_drop_paths', 'get_drop_path_rates', 'set_drop_path_rates']
@@ -25,6 +32,16 @@ def _block_key(name: str) -> str:
     return '.'.join(parts[:numeric[-1] + 1]) if numeric else name
 
 
+def _is_drop_path(module: nn.Module) -> bool:
+    return 'DropPath' in type(module).__name__ and hasattr(
+        module, 'drop_prob')
+
+
+def _is_placeholder(name: str, module: nn.Module) -> bool:
+    return type(module) is nn.Identity and name.rsplit(
+        '.', 1)[-1].startswith('drop_path')
+
+
 def block_drop_paths(model: nn.Module) -> Dict[str, List[nn.Module]]:
     """Group a model's drop-path modules by residual block, in model order.
 
@@ -32,12 +49,12 @@ def block_drop_paths(model: nn.Module) -> Dict[str, List[nn.Module]]:
         model (nn.Module): Usually a backbone.
 
     Returns:
-        dict: Block name to the drop-path modules in that block.
+        dict: Block name to the drop-path modules in that block;
+        ``nn.Identity`` placeholders (rate 0) are included.
     """
     blocks: Dict[str, List[nn.Module]] = OrderedDict()
     for name, module in model.named_modules():
-        if 'DropPath' in type(module).__name__ and hasattr(
-                module, 'drop_prob'):
+        if _is_drop_path(module) or _is_placeholder(name, module):
             blocks.setdefault(_block_key(name), []).append(module)
     return blocks
 
@@ -45,9 +62,22 @@ def block_drop_paths(model: nn.Module) -> Dict[str, List[nn.Module]]:
 def get_drop_path_rates(model: nn.Module) -> List[float]:
     """Return the drop rate of each block (the largest of its modules)."""
     return [
-        max(float(m.drop_prob) for m in modules)
+        max(float(getattr(m, 'drop_prob', 0.0)) for m in modules)
         for modules in block_drop_paths(model).values()
     ]
+
+
+def _materialize_placeholders(model: nn.Module) -> None:
+    """Replace ``nn.Identity`` drop-path placeholders by ``DropPath(0)``."""
+    from mmcv.cnn.bricks import DropPath
+    placeholders = [
+        name for name, module in model.named_modules()
+        if _is_placeholder(name, module)
+    ]
+    for name in placeholders:
+        parent_name, _, attr = name.rpartition('.')
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, attr, DropPath(0.0))
 
 
 def set_drop_path_rates(model: nn.Module, rate: float,
@@ -69,6 +99,7 @@ def set_drop_path_rates(model: nn.Module, rate: float,
         raise ValueError(f'drop_path_rule must be one of {RULES}, got {rule!r}')
     if not 0.0 <= rate < 1.0:
         raise ValueError(f'drop path rate must be in [0, 1), got {rate}')
+    _materialize_placeholders(model)
     blocks = block_drop_paths(model)
     if not blocks:
         raise ValueError(
@@ -78,7 +109,8 @@ def set_drop_path_rates(model: nn.Module, rate: float,
     if rule == 'uniform':
         rates = [rate] * n
     else:
-        rates = torch.linspace(0, rate, n).tolist()
+        # float64 like mmpretrain's ViT/DeiT3 (np.linspace), not float32
+        rates = np.linspace(0.0, rate, n).tolist()
     for modules, r in zip(blocks.values(), rates):
         for module in modules:
             module.drop_prob = float(r)
