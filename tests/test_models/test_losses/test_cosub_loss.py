@@ -221,3 +221,22 @@ def test_bad_inputs_name_the_problem():
 def test_registered_and_built_by_scoped_name():
     loss = MODELS.build(dict(type='cosub_mm.CosubLoss', lambda_=0.1))
     assert isinstance(loss, CosubLoss) and loss.lambda_ == 0.1
+
+
+def test_deit3_bce_baseline_is_cosub_with_lambda_zero_on_one_model():
+    from cosub_mm.models import DeiT3BCELoss
+    soft = _t([[0.3, 0.0, 0.0, 0.7], [0.0, 0.0, 0.7, 0.3],
+               [0.0, 1.0, 0.0, 0.0]])
+    binary = [[1.0 if v > 0 else 0.0 for v in row] for row in soft.tolist()]
+    base = DeiT3BCELoss()
+    assert base(_t(Z1), soft, avg_factor=3).item() == pytest.approx(
+        _bce(Z1, binary), rel=1e-12)
+    assert base(_t(Z1), torch.tensor(Y)).item() == pytest.approx(
+        _bce(Z1, _onehot(Y)), rel=1e-12)
+    assert DeiT3BCELoss(binarize_target=False)(
+        _t(Z1), soft).item() == pytest.approx(_bce(Z1, soft.tolist()),
+                                              rel=1e-12)
+    with pytest.raises(ValueError, match='target shape'):
+        base(_t(Z1), torch.zeros(3, 5))
+    with pytest.raises(ValueError, match='plain mean'):
+        base(_t(Z1), torch.tensor(Y), weight=torch.ones(3))

@@ -1,0 +1,22 @@
+# DeiT III ImageNet-21k schedule: LAMB lr 1e-3 for batch 2048, weight
+# decay 0.02 (matrices only), 5 warmup epochs from 1e-6, cosine to 1e-5,
+# 240 epochs.
+optim_wrapper = dict(
+    optimizer=dict(type='Lamb', lr=1e-3, weight_decay=0.02),
+    paramwise_cfg=dict(
+        flat_decay_mult=0.0,
+        custom_keys={
+            '.cls_token': dict(decay_mult=0.0),
+            '.pos_embed': dict(decay_mult=0.0)
+        }))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-6 / 1e-3, by_epoch=True, begin=0,
+         end=5,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=235, eta_min=1e-5, by_epoch=True,
+         begin=5, end=240, convert_to_iter_based=True),
+]
+train_cfg = dict(by_epoch=True, max_epochs=240, val_interval=10)
+val_cfg = dict()
+test_cfg = dict()
+auto_scale_lr = dict(base_batch_size=2048)

@@ -1,0 +1,21 @@
+# DeiT III ImageNet-1k finetuning after ImageNet-21k pretraining: LAMB
+# lr 3e-4 for batch 2048, weight decay 0.02 (matrices only), 5 warmup
+# epochs from 1e-6, cosine to 1e-5, 50 epochs.
+optim_wrapper = dict(
+    optimizer=dict(type='Lamb', lr=3e-4, weight_decay=0.02),
+    paramwise_cfg=dict(
+        flat_decay_mult=0.0,
+        custom_keys={
+            '.cls_token': dict(decay_mult=0.0),
+            '.pos_embed': dict(decay_mult=0.0)
+        }))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-6 / 3e-4, by_epoch=True, begin=0,
+         end=5, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=45, eta_min=1e-5, by_epoch=True,
+         begin=5, end=50, convert_to_iter_based=True),
+]
+train_cfg = dict(by_epoch=True, max_epochs=50, val_interval=1)
+val_cfg = dict()
+test_cfg = dict()
+auto_scale_lr = dict(base_batch_size=2048)

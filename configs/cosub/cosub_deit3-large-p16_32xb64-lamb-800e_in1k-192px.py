@@ -1,0 +1,5 @@
+# DeiT III ViT-L/16 @192 trained with cosub: the baseline twin with the
+# model type changed.
+_base_ = './deit3-large-p16_32xb64-lamb-800e_in1k-192px.py'
+
+model = dict(type='cosub_mm.CosubClassifier')

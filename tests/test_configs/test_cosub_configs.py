@@ -1,0 +1,260 @@
+"""Every ``configs/cosub/*.py`` builds and trains 2 iterations at tiny size.
+
+The configs are globbed, so a new config is tested without editing this
+file. :func:`shrink` makes any classification config tiny:
+
+- backbone: a backbone whose mmpretrain ``arch_zoo`` describes a
+  ViT (``embed_dims``/``num_layers``), a Swin-like (``embed_dims``/
+  ``depths``) or a ConvNeXt-like (``channels``/``depths``) network gets a
+  tiny ``arch``; ``img_size`` becomes 32; ``Pretrained`` init_cfgs are
+  dropped; the head's ``in_channels`` is read off a forward pass;
+- data: every transform's ``scale``/``crop_size`` becomes 32 and each
+  dataloader reads a generated 2-class ImageNet-layout set (8 images, batch
+  4, ``num_workers=0``) through ``CustomDataset`` with the config's own
+  pipeline;
+- loop: one epoch (2 iterations) then validation, or 2 iterations.
+
+A config whose backbone this cannot shrink declares its tiny settings as
+``--cfg-options``-style dotted keys, either in the config file itself::
+
+    tiny_overrides = {'model.backbone.arch': 'tiny', 'model.head.in_channels': 96}
+
+or in :data:`TINY_OVERRIDES` below, keyed by config file name. Overrides
+that set ``model.backbone.*`` replace the automatic backbone shrinking.
+"""
+import copy
+import glob
+import math
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
+
+import cosub_mm  # noqa: F401
+from conftest import REPO, make_cls_dataset
+
+CONFIG_DIR = osp.join(REPO, 'configs', 'cosub')
+CONFIGS = sorted(glob.glob(osp.join(CONFIG_DIR, '*.py')))
+# config file name -> dotted-key overrides (see the module docstring)
+TINY_OVERRIDES = {}
+TINY_PX = 32
+
+
+def _arch_kind(backbone_cls) -> str:
+    zoo = getattr(backbone_cls, 'arch_zoo', None) or {}
+    keys = set().union(*(set(v) for v in zoo.values())) if zoo else set()
+    if {'embed_dims', 'num_layers'} <= keys:
+        return 'vit'
+    if {'embed_dims', 'depths'} <= keys:
+        return 'swin'
+    if {'channels', 'depths'} <= keys:
+        return 'convnext'
+    return ''
+
+
+TINY_ARCH = {
+    'vit': dict(embed_dims=32, num_layers=2, num_heads=2,
+                feedforward_channels=64),
+    'swin': dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2]),
+    'convnext': dict(depths=[1, 1, 1, 1], channels=[8, 8, 16, 16]),
+}
+
+
+def _drop_pretrained(node):
+    """Remove ``init_cfg=dict(type='Pretrained', ...)`` everywhere."""
+    if isinstance(node, dict):
+        init = node.get('init_cfg')
+        if isinstance(init, dict) and init.get('type') == 'Pretrained':
+            node['init_cfg'] = None
+        for value in node.values():
+            _drop_pretrained(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _drop_pretrained(value)
+
+
+def _shrink_pipeline(pipeline):
+    for t in pipeline or []:
+        for key in ('scale', 'crop_size', 'size'):
+            if key in t and isinstance(t[key], (int, tuple, list)):
+                t[key] = TINY_PX
+        for key in ('transforms', ):  # wrappers such as RandomChoice
+            for sub in t.get(key) or []:
+                _shrink_pipeline(sub if isinstance(sub, list) else [sub])
+
+
+def _find_pipeline(dataset):
+    while dataset is not None and 'pipeline' not in dataset:
+        dataset = dataset.get('dataset')
+    return [] if dataset is None else dataset['pipeline']
+
+
+def _backbone_cls(cfg):
+    from mmpretrain.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.get(cfg.model.backbone['type'])
+
+
+def _set_head_channels(cfg):
+    """Set head.in_channels from a forward pass of the tiny backbone."""
+    from mmpretrain.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        backbone = MODELS.build(copy.deepcopy(cfg.model.backbone))
+        neck = cfg.model.get('neck')
+        neck = MODELS.build(copy.deepcopy(neck)) if neck else None
+    with torch.no_grad():
+        feats = backbone(torch.zeros(1, 3, TINY_PX, TINY_PX))
+        if neck is not None:
+            feats = neck(feats)
+    last = feats[-1]
+    last = last[-1] if isinstance(last, (list, tuple)) else last
+    cfg.model.head.in_channels = int(last.shape[1])
+
+
+def shrink(cfg: Config, name: str, data_root: str, work_dir: str) -> None:
+    """Make a classification config tiny (see the module docstring)."""
+    overrides = dict(TINY_OVERRIDES.get(name) or cfg.get('tiny_overrides')
+                     or {})
+    cfg.pop('tiny_overrides', None)
+    _drop_pretrained(cfg.model)
+    backbone = cfg.model.backbone
+    if not any(k.startswith('model.backbone') for k in overrides):
+        kind = _arch_kind(_backbone_cls(cfg))
+        if not kind:
+            raise AssertionError(
+                f'{name}: cannot shrink backbone {backbone["type"]!r}; '
+                'declare `tiny_overrides` in the config or in '
+                'TINY_OVERRIDES of tests/test_configs/test_cosub_configs.py')
+        backbone.arch = TINY_ARCH[kind]
+        if kind == 'swin':
+            backbone.window_size = 2
+    if 'img_size' in backbone:
+        backbone.img_size = TINY_PX
+    cfg.merge_from_dict(overrides)
+    if not any(k.startswith('model.head.in_channels') for k in overrides):
+        _set_head_channels(cfg)
+
+    for key, split in (('train_dataloader', 'train'),
+                       ('val_dataloader', 'val'), ('test_dataloader',
+                                                   'val')):
+        loader = cfg.get(key)
+        if not loader:
+            continue
+        pipeline = copy.deepcopy(_find_pipeline(loader.dataset))
+        _shrink_pipeline(pipeline)
+        # serialize_data=False: mmengine's serialization runs gc.collect(),
+        # about 0.7 s per dataset in a test process
+        loader.dataset = ConfigDict(
+            type='CustomDataset', data_root=data_root, data_prefix=split,
+            pipeline=pipeline, serialize_data=False)
+        loader.batch_size = 4
+        loader.num_workers = 0
+        loader.persistent_workers = False
+
+    has_val = bool(cfg.get('val_dataloader'))
+    if cfg.train_cfg.get('by_epoch', False) or 'Epoch' in cfg.train_cfg.get(
+            'type', ''):
+        cfg.train_cfg.max_epochs = 1
+        cfg.train_cfg.val_interval = 1
+    else:
+        cfg.train_cfg.max_iters = 2
+        cfg.train_cfg.val_interval = 2
+    if not has_val:
+        cfg.train_cfg.pop('val_interval', None)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1)
+    cfg.env_cfg.dist_cfg = dict(backend='gloo')
+    cfg.launcher = 'none'
+    cfg.work_dir = work_dir
+    cfg.experiment_name = f'test_{osp.splitext(name)[0]}'
+
+
+@pytest.fixture(scope='module', autouse=True)
+def fast_runner():
+    """Cut fixed costs that are not under test (about 4 s per config).
+
+    The Runner yapf-formats the whole config twice (log and dump): the
+    config is still rendered, only not reformatted. Tiny models run faster
+    on one thread than on two shared with other processes.
+    """
+    import mmengine.config.config as config_module
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(config_module, 'FormatCode',
+                   lambda text, **kwargs: (text, None))
+        yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def tiny_data(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('tiny_imagenet'))
+    return make_cls_dataset(root, num_classes=2, per_class=4, size=40)
+
+
+def test_configs_were_found():
+    names = {osp.basename(p) for p in CONFIGS}
+    assert 'cosub_deit3-small-p16_8xb256-lamb-800e_in1k.py' in names
+    assert len(CONFIGS) >= 20
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)
+def test_config_trains_two_tiny_iterations(path, tiny_data, tmp_path):
+    name = osp.basename(path)
+    cfg = Config.fromfile(path)
+    assert cfg.default_scope == 'mmpretrain'
+    assert 'cosub_mm' in cfg.custom_imports['imports']
+    shrink(cfg, name, tiny_data, str(tmp_path))
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 2
+    hub = runner.message_hub
+    assert math.isfinite(hub.get_scalar('train/loss').current())
+    if cfg.model.type == 'cosub_mm.CosubClassifier':
+        for key in ('loss_label', 'loss_distill', 'agreement'):
+            assert f'train/{key}' in hub.log_scalars, key
+    if cfg.get('val_dataloader'):
+        assert 'val/accuracy/top1' in hub.log_scalars
+    hooks = [h['type'] for h in cfg.get('custom_hooks', [])]
+    if 'cosub_mm.BackboneExportHook' in hooks:
+        assert osp.isfile(osp.join(str(tmp_path), 'backbone.pth'))
+    if 'cosub_mm.DropPathRateHook' in hooks:
+        from cosub_mm.models.utils import get_drop_path_rates
+        rates = get_drop_path_rates(runner.model.backbone)
+        assert len(set(rates)) == 1, rates  # uniform in every block
+
+
+TWINS = [p for p in CONFIGS if osp.basename(p).startswith('cosub_')
+         and osp.isfile(osp.join(CONFIG_DIR, osp.basename(p)[6:]))]
+
+
+def _without(d: dict, paths) -> dict:
+    d = copy.deepcopy(d)
+    for path in paths:
+        node = d
+        *parents, leaf = path.split('.')
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+    return d
+
+
+@pytest.mark.parametrize('path', TWINS, ids=osp.basename)
+def test_cosub_twin_inherits_baseline_and_differs_only_in_model(path):
+    name = osp.basename(path)
+    baseline = osp.join(CONFIG_DIR, name[len('cosub_'):])
+    with open(path) as f:
+        assert f"_base_ = './{name[len('cosub_'):]}'" in f.read()
+    a = Config.fromfile(path).to_dict()
+    b = Config.fromfile(baseline).to_dict()
+    assert a['model']['type'] == 'cosub_mm.CosubClassifier'
+    assert b['model']['type'] != a['model']['type']
+    assert _without(a, ['model']) == _without(b, ['model'])
+    # the model: type, the cosub loss, and which pretrained file to load
+    allowed = ['type', 'cosub_loss', 'drop_path_rule', 'drop_path_rate',
+               'backbone.init_cfg.checkpoint']
+    assert _without(a['model'], allowed) == _without(b['model'], allowed)
