@@ -2,8 +2,8 @@
 # .py: DeiT III ImageNet-1k finetuning of the ImageNet-21k ViT-B/16 of
 # deit3-base-p16_32xb64-lamb-240e_in21k.py at 448 px, the path of the
 # paper's 87.4% cosub ViT-B (LAMB lr 3e-4, weight decay 0.02, 50 epochs,
-# batch 32 x 64 = 2048, drop path 0.15 in every block, CutMix 1.0, label smoothing 0.1, Simple
-# Random Crop + 3-Augment + ColorJitter 0.3).
+# batch 32 x 64 = 2048, drop path 0.15 in every block, CutMix 1.0, label
+# smoothing 0.1, Simple Random Crop + 3-Augment + ColorJitter 0.3).
 _base_ = [
     '../_base_/datasets/imagenet_bs128_deit3-3aug-src_224.py',
     '../_base_/schedules/imagenet_bs2048_lamb_50e-ft.py',

@@ -15,7 +15,8 @@ file. :func:`shrink` makes any classification config tiny:
 - loop: one epoch (2 iterations) then validation, or 2 iterations.
 
 A config whose backbone this cannot shrink declares its tiny settings as
-``--cfg-options``-style dotted keys, either in the config file itself::
+dotted keys whose values replace the config's, either in the config file
+itself::
 
     tiny_overrides = {'model.backbone.arch': 'tiny', 'model.head.in_channels': 96}
 
@@ -133,7 +134,12 @@ def shrink(cfg: Config, name: str, data_root: str, work_dir: str) -> None:
             backbone.window_size = 2
     if 'img_size' in backbone:
         backbone.img_size = TINY_PX
-    cfg.merge_from_dict(overrides)
+    for key, value in overrides.items():
+        *parents, leaf = key.split('.')
+        node = cfg
+        for part in parents:
+            node = node[part]
+        node[leaf] = value  # replaces (a str arch may become a dict)
     if not any(k.startswith('model.head.in_channels') for k in overrides):
         _set_head_channels(cfg)
 
@@ -258,3 +264,31 @@ def test_cosub_twin_inherits_baseline_and_differs_only_in_model(path):
     allowed = ['type', 'cosub_loss', 'drop_path_rule', 'drop_path_rate',
                'backbone.init_cfg.checkpoint']
     assert _without(a['model'], allowed) == _without(b['model'], allowed)
+
+
+def _child_config(tmp_path, body: str) -> Config:
+    path = tmp_path / 'child.py'
+    base = osp.join(CONFIG_DIR, 'cosub_deit3-small-p16_8xb256-lamb-800e_in1k.py')
+    path.write_text(f'_base_ = {base!r}\n{body}')
+    return Config.fromfile(str(path))
+
+
+def test_shrink_applies_tiny_overrides_declared_in_the_config(tmp_path):
+    cfg = _child_config(tmp_path, (
+        "tiny_overrides = {'model.backbone.arch': dict(embed_dims=48, "
+        "num_layers=1, num_heads=2, feedforward_channels=32)}\n"))
+    shrink(cfg, 'child.py', str(tmp_path), str(tmp_path))
+    assert cfg.model.backbone.arch['embed_dims'] == 48
+    assert cfg.model.head.in_channels == 48  # read off a forward pass
+    assert 'tiny_overrides' not in cfg
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    assert pipeline[1]['type'] == 'RandomResizedCrop'
+    assert pipeline[1]['scale'] == TINY_PX
+
+
+def test_shrink_names_the_fix_for_an_unknown_backbone(tmp_path):
+    cfg = _child_config(tmp_path, (
+        "model = dict(backbone=dict(_delete_=True, type='ResNet', "
+        'depth=18))\n'))
+    with pytest.raises(AssertionError, match='declare `tiny_overrides`'):
+        shrink(cfg, 'child.py', str(tmp_path), str(tmp_path))
