@@ -3,10 +3,10 @@
 The configs are globbed, so a new config is tested without editing this
 file. :func:`shrink` makes any classification config tiny:
 
-- backbone: a backbone whose mmpretrain ``arch_zoo`` describes a
-  ViT (``embed_dims``/``num_layers``), a Swin-like (``embed_dims``/
-  ``depths``) or a ConvNeXt-like (``channels``/``depths``) network gets a
-  tiny ``arch``; ``img_size`` becomes 32; ``Pretrained`` init_cfgs are
+- backbone: a backbone whose mmpretrain ``arch_zoo``/``arch_settings``
+  describes a ViT (``embed_dims``/``num_layers``), a Swin-like
+  (``embed_dims``/``depths``) or a ConvNeXt-like (``channels``/``depths``)
+  network gets a tiny ``arch``; ``img_size`` becomes 32; ``Pretrained`` init_cfgs are
   dropped; the head's ``in_channels`` is read off a forward pass;
 - data: every transform's ``scale``/``crop_size`` becomes 32 and each
   dataloader reads a generated 2-class ImageNet-layout set (8 images, batch
@@ -45,8 +45,11 @@ TINY_PX = 32
 
 
 def _arch_kind(backbone_cls) -> str:
-    zoo = getattr(backbone_cls, 'arch_zoo', None) or {}
-    keys = set().union(*(set(v) for v in zoo.values())) if zoo else set()
+    zoo = (getattr(backbone_cls, 'arch_zoo', None)
+           or getattr(backbone_cls, 'arch_settings', None) or {})
+    keys = set()
+    for value in zoo.values():
+        keys |= set(value) if isinstance(value, dict) else set()
     if {'embed_dims', 'num_layers'} <= keys:
         return 'vit'
     if {'embed_dims', 'depths'} <= keys:
@@ -130,8 +133,9 @@ def shrink(cfg: Config, name: str, data_root: str, work_dir: str) -> None:
                 'declare `tiny_overrides` in the config or in '
                 'TINY_OVERRIDES of tests/test_configs/test_cosub_configs.py')
         backbone.arch = TINY_ARCH[kind]
-        if kind == 'swin':
+        if kind == 'swin':  # 32 px ends in a 1x1 map: pad to the window
             backbone.window_size = 2
+            backbone.pad_small_map = True
     if 'img_size' in backbone:
         backbone.img_size = TINY_PX
     for key, value in overrides.items():
@@ -292,3 +296,25 @@ def test_shrink_names_the_fix_for_an_unknown_backbone(tmp_path):
         'depth=18))\n'))
     with pytest.raises(AssertionError, match='declare `tiny_overrides`'):
         shrink(cfg, 'child.py', str(tmp_path), str(tmp_path))
+
+
+@pytest.mark.parametrize('backbone, neck', [
+    ("dict(_delete_=True, type='ConvNeXt', arch='tiny', drop_path_rate=0.1)",
+     'None'),
+    ("dict(_delete_=True, type='SwinTransformer', arch='tiny', img_size=224,"
+     ' drop_path_rate=0.1)',
+     "dict(_delete_=True, type='GlobalAveragePooling')"),
+])
+def test_shrink_trains_other_backbone_families_without_overrides(
+        backbone, neck, tmp_path, tiny_data):
+    # what a new architecture's config gets without declaring anything
+    cfg = _child_config(tmp_path, (
+        f'model = dict(backbone={backbone}, neck={neck}, '
+        "head=dict(_delete_=True, "
+        "type='LinearClsHead', num_classes=1000, in_channels=768, "
+        "loss=dict(type='cosub_mm.DeiT3BCELoss')))\n"))
+    shrink(cfg, 'child.py', tiny_data, str(tmp_path))
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 2
+    assert 'train/loss_distill' in runner.message_hub.log_scalars

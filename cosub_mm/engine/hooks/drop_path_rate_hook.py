@@ -33,6 +33,9 @@ class DropPathRateHook(LinearScheduleHook):
             model's ``drop_path_rule`` if it has one, else ``'uniform'``.
 
     Example:
+        >>> # the backbone's rate in every block from the start (DeiT III)
+        >>> custom_hooks = [dict(type='cosub_mm.DropPathRateHook',
+        ...                      rule='uniform')]
         >>> # rate from 0 to 0.1 over 10k iterations, same in every block
         >>> custom_hooks = [dict(type='cosub_mm.DropPathRateHook',
         ...                      end_value=0.1, end=10000, rule='uniform')]

@@ -37,8 +37,8 @@ class CosubLoss(nn.Module):
             the teacher's sigmoid, the paper) or ``'ce'`` (softmax
             cross-entropy against the teacher's softmax). Defaults to 'bce'.
         num_submodels (int): k >= 2. Defaults to 2 (the paper).
-        ignore_index (int, optional): With ``loss_type='ce'`` and index
-            targets, positions with this label count in no term (for
+        ignore_index (int, optional): With index targets, positions with
+            this label count in no term, label or distillation (for
             segmentation). Defaults to None.
         loss_weight (float): Multiplies both terms. Defaults to 1.0.
 
