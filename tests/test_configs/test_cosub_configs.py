@@ -179,7 +179,9 @@ def shrink(cfg: Config, name: str, data_root: str, work_dir: str) -> None:
     cfg.env_cfg.dist_cfg = dict(backend='gloo')
     cfg.launcher = 'none'
     cfg.work_dir = work_dir
-    cfg.experiment_name = f'test_{osp.splitext(name)[0]}'
+    # unique: mmengine keys loggers/visualizers by experiment name
+    cfg.experiment_name = (f'test_{osp.splitext(name)[0]}_'
+                           f'{osp.basename(work_dir)}')
 
 
 @pytest.fixture(scope='module', autouse=True)
