@@ -8,19 +8,21 @@ calls :func:`apply_all` first.
 import contextlib
 import importlib.util
 import inspect
+import os
 import os.path as osp
 import sys
 import threading
 import types
-from typing import Any, Callable, Iterator, List, Optional
+import uuid
+from typing import IO, Any, Callable, Iterator, List, Optional
 
 import torch
 
 __all__ = [
     'apply_all', 'fix_torchvision_cpu_ops', 'fix_mmcv_lite_ops',
     'fix_history_buffer_pickling', 'fix_checkpoint_loading',
-    'fix_cpu_distributed', 'full_unpickling', 'safe_load',
-    'UnsafeCheckpointError'
+    'fix_cpu_distributed', 'fix_atomic_checkpoints', 'full_unpickling',
+    'safe_load', 'atomic_save', 'atomic_write_text', 'UnsafeCheckpointError'
 ]
 
 _applied: List[str] = []
@@ -259,6 +261,127 @@ def fix_checkpoint_loading() -> bool:
     return True
 
 
+def _fsync_dir(folder: str) -> None:
+    """Make a rename in ``folder`` durable (no-op where unsupported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _atomic_file(filename: str, mode: str = 'wb') -> Iterator[IO]:
+    """Open a temporary sibling of ``filename``; rename it there on success.
+
+    The data goes to ``.<name>.<random>.tmp`` in the same folder (a rename
+    is atomic only within one file system), is flushed and fsync'ed, and
+    only then replaces ``filename``. A process killed meanwhile leaves
+    ``filename`` as it was, plus a stray ``.tmp`` file that the next save
+    of the same name removes.
+    """
+    filename = osp.abspath(osp.expanduser(filename))
+    folder, name = osp.split(filename)
+    os.makedirs(folder, exist_ok=True)
+    prefix = f'.{name}.'
+    for stale in os.listdir(folder):
+        if stale.startswith(prefix) and stale.endswith('.tmp'):
+            with contextlib.suppress(OSError):
+                os.remove(osp.join(folder, stale))
+    tmp = osp.join(folder, f'{prefix}{uuid.uuid4().hex[:8]}.tmp')
+    try:
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, filename)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    _fsync_dir(folder)
+
+
+def atomic_save(obj: Any, filename: str) -> None:
+    """``torch.save`` to ``filename`` atomically (temp file, fsync, rename).
+
+    Args:
+        obj: What to save, usually a checkpoint dict.
+        filename (str): Local path of the checkpoint.
+    """
+    with _atomic_file(filename, 'wb') as f:
+        torch.save(obj, f)
+
+
+def atomic_write_text(text: str, filename: str) -> None:
+    """Write ``text`` to ``filename`` atomically (temp file, fsync, rename).
+    """
+    with _atomic_file(filename, 'w') as f:
+        f.write(text)
+
+
+def _checkpoint_hook_open(file: Any, mode: str = 'r', *args: Any,
+                          **kwargs: Any) -> Any:
+    """``open`` for mmengine's checkpoint_hook module: the ``last_checkpoint``
+    pointer is written atomically, every other file as usual."""
+    if mode == 'w' and osp.basename(str(file)) == 'last_checkpoint':
+        return _atomic_file(str(file), 'w')
+    return open(file, mode, *args, **kwargs)
+
+
+def fix_atomic_checkpoints() -> bool:
+    """Write local checkpoints and ``last_checkpoint`` atomically.
+
+    Fixes torn checkpoints: mmengine 0.10.7's ``save_checkpoint`` writes
+    ``work_dir/iter_N.pth`` in place (``LocalBackend.put``: ``open(path,
+    'wb')``) and ``CheckpointHook`` rewrites ``last_checkpoint`` in place,
+    with no flush to disk. A run killed (SIGKILL, OOM killer, pre-emption,
+    power loss) while saving leaves a truncated ``.pth`` (``RuntimeError:
+    PytorchStreamReader failed reading zip archive: failed finding central
+    directory`` on resume) or an empty pointer. Now each file is written to a
+    temporary file in the same folder, fsync'ed and renamed over the target,
+    and since ``CheckpointHook`` writes the pointer after
+    ``runner.save_checkpoint`` returns, the pointer changes only after the
+    rename. Remote back ends (``s3://``, ``pavi://``...) are unchanged.
+
+    Returns:
+        bool: Whether the fix was applied.
+    """
+    from mmengine.fileio import get_file_backend
+    from mmengine.fileio.backends import LocalBackend
+    from mmengine.hooks import checkpoint_hook
+    from mmengine.runner import checkpoint as ckpt
+    from mmengine.runner import runner as runner_module
+    original = ckpt.save_checkpoint
+    if getattr(original, '_cosub_atomic', False):
+        return False
+
+    def save_checkpoint(checkpoint: dict,
+                        filename: str,
+                        file_client_args: Optional[dict] = None,
+                        backend_args: Optional[dict] = None) -> None:
+        local = (file_client_args is None
+                 and not str(filename).startswith('pavi://') and isinstance(
+                     get_file_backend(filename, backend_args=backend_args),
+                     LocalBackend))
+        if not local:
+            return original(checkpoint, filename, file_client_args,
+                            backend_args)
+        atomic_save(checkpoint, str(filename))
+
+    save_checkpoint.__doc__ = original.__doc__
+    save_checkpoint._cosub_atomic = True
+    ckpt.save_checkpoint = save_checkpoint
+    runner_module.save_checkpoint = save_checkpoint
+    checkpoint_hook.open = _checkpoint_hook_open
+    return True
+
+
 def _history_buffer_getstate(self: Any) -> dict:
     """Pickle a HistoryBuffer's data only, not its statistics methods."""
     state = dict(self.__dict__)
@@ -361,7 +484,7 @@ def apply_all() -> List[str]:
     """Apply every fix needed on this stack; return the names applied."""
     for fix in (fix_torchvision_cpu_ops, fix_mmcv_lite_ops,
                 fix_history_buffer_pickling, fix_checkpoint_loading,
-                fix_cpu_distributed):
+                fix_cpu_distributed, fix_atomic_checkpoints):
         if fix.__name__ not in _applied and fix():
             _applied.append(fix.__name__)
     return list(_applied)

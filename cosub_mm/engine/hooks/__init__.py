@@ -1,9 +1,12 @@
 from .backbone_export_hook import BackboneExportHook
 from .cosub_lambda_hook import CosubLambdaHook
 from .drop_path_rate_hook import DropPathRateHook
+from .exact_resume_hook import ExactResumeHook
+from .non_finite_loss_hook import NonFiniteLossError, NonFiniteLossHook
 from .schedule_hook import LinearScheduleHook
 
 __all__ = [
     'BackboneExportHook', 'CosubLambdaHook', 'DropPathRateHook',
-    'LinearScheduleHook'
+    'ExactResumeHook', 'LinearScheduleHook', 'NonFiniteLossError',
+    'NonFiniteLossHook'
 ]

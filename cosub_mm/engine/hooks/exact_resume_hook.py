@@ -1,0 +1,138 @@
+"""Make ``--resume`` continue a run exactly where it stopped."""
+import random
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+
+from cosub_mm.registry import HOOKS
+
+__all__ = ['ExactResumeHook']
+
+
+def get_rng_state() -> Dict[str, Any]:
+    """Return the states of Python's, numpy's and torch's global RNGs.
+
+    Only tensors, ints, floats, strings and tuples are used, so a checkpoint
+    holding the state still loads with weights-only unpickling.
+    """
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = dict(
+        python=random.getstate(),
+        numpy=(kind, torch.from_numpy(keys.astype(np.int64)), int(pos),
+               int(has_gauss), float(gauss)),
+        torch=torch.get_rng_state())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    """Restore the states returned by :func:`get_rng_state`."""
+    version, internal, gauss = state['python']
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, gauss = state['numpy']
+    np.random.set_state(
+        (kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state['torch'])
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+class _RestoreAfterSkip:
+    """Wraps the train loop's data iterator: after the ``skip`` batches that
+    ``IterBasedTrainLoop`` replays on resume, restore the saved RNG state
+    just before the first new batch is loaded."""
+
+    def __init__(self, iterator: Any, skip: int,
+                 state: Dict[str, Any]) -> None:
+        self._iterator = iterator
+        self._skip = skip
+        self._state: Optional[Dict[str, Any]] = state
+
+    def __iter__(self) -> '_RestoreAfterSkip':
+        return self
+
+    def __next__(self) -> Any:
+        if self._skip == 0 and self._state is not None:
+            set_rng_state(self._state)
+            self._state = None
+        self._skip -= 1
+        return next(self._iterator)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._iterator, name)
+
+
+@HOOKS.register_module()
+class ExactResumeHook(Hook):
+    """Save the global RNG states in checkpoints and restore them on resume.
+
+    mmengine 0.10.7 restores weights, optimizer, schedulers and the data
+    position on ``--resume`` (``IterBasedTrainLoop`` replays the data loader
+    up to the saved iteration), but re-seeds the RNGs from the config seed.
+    The random draws that follow then differ from those of the run that was
+    interrupted: the per-sample drop-path masks that make cosub's submodels
+    (``torch``), Mixup/CutMix's λ and box (``numpy``, ``torch``) and the
+    augmentations of the data pipeline (``numpy``, ``random``), so a resumed
+    run drifts away from an uninterrupted one. With this hook the resumed
+    run is identical, bit for bit, on a deterministic set-up (CPU, fixed
+    seed, ``num_workers=0``: with worker processes each worker reseeds from
+    the torch RNG when its iterator starts, which this hook does not see).
+
+    Validation during training draws from the same RNGs (a data loader
+    iterator draws its base seed from torch's RNG even without workers), and
+    it runs after the checkpoint of its iteration is saved; the hook
+    therefore gives validation the RNGs back as they were before it, so the
+    training draws do not depend on whether and when validation ran.
+
+    The states are stored under ``checkpoint['meta']['rng_state']`` as
+    tensors and plain Python values, so the checkpoint stays loadable with
+    weights-only unpickling; only a resume uses them.
+
+    Example:
+        >>> custom_hooks = [dict(type='cosub_mm.ExactResumeHook')]
+    """
+
+    priority = 'VERY_LOW'
+
+    def __init__(self) -> None:
+        self._resumed_state: Optional[Dict[str, Any]] = None
+        self._val_state: Optional[Dict[str, Any]] = None
+
+    def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        """Store the RNG states as the next training iteration sees them.
+        """
+        state = self._val_state or get_rng_state()  # save_best: in val
+        checkpoint.setdefault('meta', {})['rng_state'] = state
+
+    def before_val(self, runner: Any) -> None:
+        """Remember the training RNG states before validation draws."""
+        self._val_state = get_rng_state()
+
+    def after_val(self, runner: Any) -> None:
+        """Give training its RNG states back."""
+        if self._val_state is not None:
+            set_rng_state(self._val_state)
+            self._val_state = None
+
+    def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        """Remember the saved states; they are restored in ``before_train``.
+        """
+        self._resumed_state = checkpoint.get('meta', {}).get('rng_state')
+
+    def before_train(self, runner: Any) -> None:
+        """Restore the saved states once the data position is replayed."""
+        if self._resumed_state is None:
+            return
+        loop = runner.train_loop
+        state, self._resumed_state = self._resumed_state, None
+        if hasattr(loop, 'dataloader_iterator') and loop.iter > 0:
+            # IterBasedTrainLoop replays ``loop.iter`` batches after
+            # before_train; restore the state only after that replay.
+            loop.dataloader_iterator = _RestoreAfterSkip(
+                loop.dataloader_iterator, loop.iter, state)
+        else:
+            # EpochBasedTrainLoop starts a new epoch: restore now.
+            set_rng_state(state)
