@@ -1,10 +1,14 @@
 """Small helpers shared by ``tools/train.py`` and ``tools/test.py``."""
 import os.path as osp
-from typing import Optional
+from typing import List, Optional
 
 from mmengine.config import Config
+from torch import nn
 
-__all__ = ['DATALOADER_KEYS', 'fix_dataloaders', 'set_work_dir', 'scope_of']
+__all__ = [
+    'DATALOADER_KEYS', 'fix_dataloaders', 'set_work_dir', 'scope_of',
+    'check_checkpoint_matches'
+]
 
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -40,3 +44,49 @@ def scope_of(cfg: Config) -> str:
             f"config field default_scope must be 'mmpretrain' or 'mmseg', "
             f'got {scope!r}')
     return scope
+
+
+def _listing(title: str, keys: List[str], limit: int = 10) -> str:
+    more = f' ... and {len(keys) - limit} more' if len(keys) > limit else ''
+    return f'\n  {title} ({len(keys)}): {", ".join(keys[:limit])}{more}'
+
+
+def check_checkpoint_matches(model: nn.Module, filename: str) -> None:
+    """Refuse a checkpoint whose weights do not fit ``model``.
+
+    mmengine loads ``load_from`` non-strictly and only logs a warning, so a
+    checkpoint of another architecture would be evaluated with random
+    weights. The checkpoint is read weights-only.
+
+    Args:
+        model (nn.Module): The model to evaluate (a wrapper's ``module`` is
+            used).
+        filename (str): Path of the checkpoint.
+
+    Raises:
+        ValueError: Naming the file and listing the missing keys, the
+            unexpected keys and the keys whose shapes differ, when any key
+            of the model is missing or has another shape.
+    """
+    from cosub_mm.compat import safe_load
+    model = getattr(model, 'module', model)
+    checkpoint = safe_load(filename)
+    state = checkpoint.get('state_dict', checkpoint) \
+        if isinstance(checkpoint, dict) else {}
+    state = {(k[7:] if k.startswith('module.') else k): v
+             for k, v in state.items()}
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}'
+        for k in own if k in state and hasattr(state[k], 'shape')
+        and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or shapes:
+        raise ValueError(
+            f'Checkpoint {filename} does not match the model '
+            f'{type(model).__name__}: it looks like another architecture.' +
+            _listing('missing keys', missing) +
+            _listing('unexpected keys', unexpected) +
+            _listing('shape mismatches (checkpoint vs model)', shapes))

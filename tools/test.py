@@ -19,7 +19,8 @@ from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from cosub_mm.utils import fix_dataloaders, scope_of, set_work_dir
+from cosub_mm.utils import (check_checkpoint_matches, fix_dataloaders,
+                            scope_of, set_work_dir)
 
 
 def parse_args() -> argparse.Namespace:
@@ -121,6 +122,8 @@ def main() -> None:
     cfg = merge_args(Config.fromfile(args.config), args)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else \
         Runner.from_cfg(cfg)
+    # mmengine only warns about mismatched keys; refuse them instead.
+    check_checkpoint_matches(runner.model, args.checkpoint)
     cls_out = args.out and scope_of(cfg) == 'mmpretrain'
     if cls_out and args.out_item == 'pred':
         runner.test_evaluator.metrics.append(
