@@ -21,7 +21,8 @@ import torch
 __all__ = [
     'apply_all', 'fix_torchvision_cpu_ops', 'fix_mmcv_lite_ops',
     'fix_history_buffer_pickling', 'fix_checkpoint_loading',
-    'fix_cpu_distributed', 'fix_atomic_checkpoints', 'full_unpickling',
+    'fix_cpu_distributed', 'fix_atomic_checkpoints',
+    'fix_empty_dataset_error', 'full_unpickling',
     'safe_load', 'atomic_save', 'atomic_write_text', 'UnsafeCheckpointError'
 ]
 
@@ -382,6 +383,38 @@ def fix_atomic_checkpoints() -> bool:
     return True
 
 
+def fix_empty_dataset_error() -> bool:
+    """Name the folder when a dataset finds no samples.
+
+    Fixes ``ValueError: need at least one array to concatenate`` raised by
+    mmengine 0.10.7's ``BaseDataset._serialize_data`` (``np.concatenate``
+    of an empty list) when a dataset, e.g. mmseg's ``ADE20KDataset``, finds
+    no image in an existing but empty (or wrongly named) folder. The error
+    now names the dataset class, ``data_root``, ``data_prefix`` and
+    ``ann_file``.
+
+    Returns:
+        bool: Whether the fix was applied.
+    """
+    from mmengine.dataset import BaseDataset
+    original = BaseDataset._serialize_data
+    if getattr(original, '_cosub_checked', False):
+        return False
+
+    def _serialize_data(self: Any) -> Any:
+        if len(self.data_list) == 0:
+            raise ValueError(
+                f'{type(self).__name__} found no samples: data_root='
+                f'{self.data_root!r}, data_prefix={self.data_prefix!r}, '
+                f'ann_file={self.ann_file!r}. Check that the folder holds '
+                'images (and annotations) with the expected suffixes.')
+        return original(self)
+
+    _serialize_data._cosub_checked = True
+    BaseDataset._serialize_data = _serialize_data
+    return True
+
+
 def _history_buffer_getstate(self: Any) -> dict:
     """Pickle a HistoryBuffer's data only, not its statistics methods."""
     state = dict(self.__dict__)
@@ -484,7 +517,8 @@ def apply_all() -> List[str]:
     """Apply every fix needed on this stack; return the names applied."""
     for fix in (fix_torchvision_cpu_ops, fix_mmcv_lite_ops,
                 fix_history_buffer_pickling, fix_checkpoint_loading,
-                fix_cpu_distributed, fix_atomic_checkpoints):
+                fix_cpu_distributed, fix_atomic_checkpoints,
+                fix_empty_dataset_error):
         if fix.__name__ not in _applied and fix():
             _applied.append(fix.__name__)
     return list(_applied)

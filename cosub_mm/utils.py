@@ -47,6 +47,8 @@ def scope_of(cfg: Config) -> str:
 
 
 def _listing(title: str, keys: List[str], limit: int = 10) -> str:
+    if not keys:
+        return ''
     more = f' ... and {len(keys) - limit} more' if len(keys) > limit else ''
     return f'\n  {title} ({len(keys)}): {", ".join(keys[:limit])}{more}'
 

@@ -95,6 +95,18 @@ class CosubClassifier(ImageClassifier):
             submodels predict the same class.
         """
         k = self.num_submodels
+        if inputs.shape[0] < 2 and any(
+                isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                and m.training for m in self.modules()):
+            # The k copies of one image would be BatchNorm's whole batch:
+            # torch's own "more than 1 value per channel" check never fires
+            # and the statistics silently degenerate.
+            raise ValueError(
+                'CosubClassifier: a training batch of 1 image with BatchNorm '
+                'layers in training mode: BatchNorm would normalise the k '
+                'copies of one image against each other. Set '
+                'train_dataloader.batch_size >= 2 (and drop_last=True), or '
+                'use a backbone without BatchNorm.')
         feats = self.extract_feat(torch.cat([inputs] * k, dim=0))
         logits = self.head(feats).chunk(k, dim=0)
         if 'gt_score' in data_samples[0]:
