@@ -117,3 +117,22 @@ def test_atomic_save_keeps_old_file_when_writer_fails(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ['ckpt.pth']
     assert torch.equal(
         torch.load(target, weights_only=True)['w'], torch.ones(3))
+
+
+def test_last_checkpoint_pointer_is_replaced_atomically(tmp_path):
+    """CheckpointHook's ``open(work_dir/last_checkpoint, 'w')`` writes a
+    temporary file: readers see the old pointer until the rename."""
+    from mmengine.hooks import checkpoint_hook
+    pointer = tmp_path / 'last_checkpoint'
+    pointer.write_text('/old/iter_2.pth')
+    with checkpoint_hook.open(str(pointer), 'w') as f:
+        f.write('/new/iter_4.pth')
+        f.flush()
+        assert pointer.read_text() == '/old/iter_2.pth'
+    assert pointer.read_text() == '/new/iter_4.pth'
+    assert os.listdir(tmp_path) == ['last_checkpoint']
+    other = tmp_path / 'scalars.json'  # every other file: plain open
+    with checkpoint_hook.open(str(other), 'w') as f:
+        f.write('{}')
+        f.flush()
+        assert other.read_text() == '{}'
