@@ -11,8 +11,9 @@ import shutil
 import pytest
 import torch
 
-from _helpers import (COSUB_CFG, assert_bitwise_equal, fault_env, run_tool,
-                      train, train_and_kill, train_args, weights)
+from reliability_helpers import (COSUB_CFG, assert_bitwise_equal,
+                                 fault_env, run_tool, train, train_and_kill,
+                                 train_args, weights)
 from conftest import make_cls_dataset
 
 

@@ -3,7 +3,7 @@ import math
 import os
 import os.path as osp
 
-from _helpers import train, weights
+from reliability_helpers import train, weights
 from conftest import make_cls_dataset
 
 
