@@ -4,6 +4,7 @@ import os.path as osp
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Dict, List, Optional
 
@@ -48,22 +49,24 @@ def train_and_kill(work_dir: str, data_root: str, marker: str,
         int: The exit status (``-SIGKILL`` when killed).
     """
     env = fault_env(FAULT_MARKER=marker, **faults)
-    proc = subprocess.Popen(
-        [sys.executable] + train_args(work_dir, data_root), cwd=REPO,
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True)
-    deadline = time.time() + timeout
-    while not osp.exists(marker) and proc.poll() is None:
-        if time.time() > deadline:
-            proc.kill()
-            raise AssertionError('the fault never triggered')
-        time.sleep(0.05)
-    if proc.poll() is not None:
-        raise AssertionError('training ended before the fault:\n' +
-                             proc.stderr.read()[-4000:])
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
+    # a file, not a pipe: a full pipe would block the child before the fault
+    with tempfile.TemporaryFile('w+') as log:
+        proc = subprocess.Popen(
+            [sys.executable] + train_args(work_dir, data_root), cwd=REPO,
+            env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        deadline = time.time() + timeout
+        while not osp.exists(marker) and proc.poll() is None:
+            if time.time() > deadline:
+                proc.kill()
+                proc.wait()
+                raise AssertionError('the fault never triggered')
+            time.sleep(0.05)
+        if proc.poll() is not None:
+            log.seek(0)
+            raise AssertionError('training ended before the fault:\n' +
+                                 log.read()[-4000:])
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
     return proc.returncode
 
 

@@ -47,13 +47,17 @@ def killed_after_iter5(tmp_path_factory, data_root) -> str:
     return work_dir
 
 
+def _copy_run(work_dir: str, to: str) -> str:
+    shutil.copytree(work_dir, to)
+    # the pointer names the original folder; resume from the copied file
+    with open(osp.join(to, 'last_checkpoint'), 'w') as f:
+        f.write(osp.join(to, 'iter_4.pth'))
+    return to
+
+
 def test_resume_after_sigkill_is_bitwise_exact(killed_after_iter5, data_root,
                                                reference, tmp_path):
-    work_dir = str(tmp_path / 'run')
-    shutil.copytree(killed_after_iter5, work_dir)
-    # the pointer names the original folder; resume from the copied file
-    with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
-        f.write(osp.join(work_dir, 'iter_4.pth'))
+    work_dir = _copy_run(killed_after_iter5, str(tmp_path / 'run'))
     proc = train(work_dir, data_root, resume=True)
     assert 'resumed epoch: 0, iter: 4' in proc.stdout + proc.stderr
     assert_bitwise_equal(weights(osp.join(work_dir, 'iter_6.pth')),
@@ -61,14 +65,15 @@ def test_resume_after_sigkill_is_bitwise_exact(killed_after_iter5, data_root,
 
 
 def test_mmengine_resume_alone_is_not_exact(killed_after_iter5, data_root,
-                                            reference):
+                                            reference, tmp_path):
     """Without ExactResumeHook the RNGs restart from the seed: the drop-path
     masks and Mixup/CutMix draws after the resume differ."""
-    args = train_args(killed_after_iter5, data_root)
+    work_dir = _copy_run(killed_after_iter5, str(tmp_path / 'run'))
+    args = train_args(work_dir, data_root)
     args[1] = COSUB_CFG.replace('.py', '_plain_resume.py')
     args.insert(2, '--resume')
     run_tool(args, env=fault_env())
-    resumed = weights(osp.join(killed_after_iter5, 'iter_6.pth'))
+    resumed = weights(osp.join(work_dir, 'iter_6.pth'))
     assert resumed.keys() == reference.keys()
     diff = max((resumed[k] - reference[k]).abs().max() for k in reference)
     assert diff > 1e-5

@@ -124,11 +124,13 @@ class ExactResumeHook(Hook):
 
     def before_train(self, runner: Any) -> None:
         """Restore the saved states once the data position is replayed."""
-        if self._resumed_state is None:
-            return
-        loop = runner.train_loop
         state, self._resumed_state = self._resumed_state, None
-        if hasattr(loop, 'dataloader_iterator') and loop.iter > 0:
+        loop = runner.train_loop
+        if state is None or loop.iter == 0:
+            # nothing saved, or ``load_from`` (which also calls
+            # after_load_checkpoint) starting a new run: keep the seed
+            return
+        if hasattr(loop, 'dataloader_iterator'):
             # IterBasedTrainLoop replays ``loop.iter`` batches after
             # before_train; restore the state only after that replay.
             loop.dataloader_iterator = _RestoreAfterSkip(
