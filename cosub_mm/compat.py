@@ -22,7 +22,8 @@ __all__ = [
     'apply_all', 'fix_torchvision_cpu_ops', 'fix_mmcv_lite_ops',
     'fix_history_buffer_pickling', 'fix_checkpoint_loading',
     'fix_cpu_distributed', 'fix_atomic_checkpoints',
-    'fix_empty_dataset_error', 'full_unpickling',
+    'fix_empty_dataset_error', 'fix_url_checkpoint_loading',
+    'full_unpickling', 'safe_load_url',
     'safe_load', 'atomic_save', 'atomic_write_text', 'UnsafeCheckpointError'
 ]
 
@@ -259,6 +260,53 @@ def fix_checkpoint_loading() -> bool:
 
     resume.__doc__ = original_resume.__doc__
     Runner.resume = resume
+    return True
+
+
+def safe_load_url(url: str,
+                  model_dir: Optional[str] = None,
+                  map_location: Any = None,
+                  progress: bool = True,
+                  check_hash: bool = False,
+                  file_name: Optional[str] = None) -> Any:
+    """Download a checkpoint like ``torch.hub`` does, then :func:`safe_load`.
+
+    Same arguments as mmengine's ``load_url``; the file is cached in
+    ``model_dir`` (default ``$TORCH_HOME/hub/checkpoints``).
+    """
+    from urllib.parse import urlparse
+    from torch.hub import HASH_REGEX, download_url_to_file, get_dir
+    model_dir = model_dir or osp.join(get_dir(), 'checkpoints')
+    os.makedirs(model_dir, exist_ok=True)
+    name = file_name or osp.basename(urlparse(url).path)
+    cached = osp.join(model_dir, name)
+    if not osp.exists(cached):
+        match = HASH_REGEX.search(name) if check_hash else None
+        download_url_to_file(
+            url, cached, match.group(1) if match else None,
+            progress=progress)
+    return safe_load(cached, map_location)
+
+
+def fix_url_checkpoint_loading() -> bool:
+    """Load ``http(s)://`` (and ``torchvision://``, ``open-mmlab://``,
+    ``mmcls://``) checkpoints weights-only.
+
+    Fixes arbitrary code execution from a downloaded checkpoint: mmengine
+    0.10.7's ``load_from_http`` (used by ``init_cfg=dict(type='Pretrained',
+    checkpoint='https://...')`` and ``load_from='https://...'``) calls
+    ``torch.hub.load_state_dict_from_url``, whose ``weights_only`` defaults
+    to False even on torch 2.13, so the remote pickle is fully unpickled.
+    Now the file is downloaded to the same cache and read with
+    :func:`safe_load`: a crafted file raises :class:`UnsafeCheckpointError`.
+
+    Returns:
+        bool: Whether the fix was applied.
+    """
+    from mmengine.runner import checkpoint as ckpt
+    if getattr(ckpt, 'load_url', None) is safe_load_url:
+        return False
+    ckpt.load_url = safe_load_url
     return True
 
 
@@ -518,7 +566,7 @@ def apply_all() -> List[str]:
     for fix in (fix_torchvision_cpu_ops, fix_mmcv_lite_ops,
                 fix_history_buffer_pickling, fix_checkpoint_loading,
                 fix_cpu_distributed, fix_atomic_checkpoints,
-                fix_empty_dataset_error):
+                fix_empty_dataset_error, fix_url_checkpoint_loading):
         if fix.__name__ not in _applied and fix():
             _applied.append(fix.__name__)
     return list(_applied)

@@ -6,7 +6,10 @@ create ``marker``. Every entry point must refuse it with
 ``UnsafeCheckpointError`` naming the file, and ``marker`` must not exist.
 Full unpickling is left to ``--resume`` (see docs/reliability.md).
 """
+import functools
+import http.server
 import os.path as osp
+import threading
 
 import pytest
 import torch
@@ -112,3 +115,42 @@ def test_mmseg_pretrained_backbone_init_refuses_crafted(crafted):
         model.init_weights()
     _assert_refused(f'UnsafeCheckpointError: {err.value}', crafted)
 
+
+
+@pytest.fixture
+def http_url(crafted):
+    """Serve the crafted checkpoint's folder on a loopback HTTP server."""
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(crafted['folder']))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f'http://127.0.0.1:{server.server_address[1]}'
+    server.shutdown()
+    server.server_close()
+
+
+def test_pretrained_from_url_refuses_crafted(crafted, http_url, tmp_path,
+                                             monkeypatch):
+    """mmengine's http loader fully unpickled downloads (torch.hub's
+    weights_only defaults to False); now it is weights-only too."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    benign = osp.join(str(crafted['folder']), 'benign.pth')
+    torch.save({'state_dict': crafted['state']}, benign)
+    cfg = Config.fromfile(TINY_CLS).model
+    cfg.init_cfg = dict(type='Pretrained',
+                        checkpoint=f'{http_url}/crafted.pth')
+    model = _build(cfg, 'mmpretrain')
+    with pytest.raises(UnsafeCheckpointError) as err:
+        model.init_weights()
+    assert 'Unsupported global' in str(err.value)
+    assert not osp.exists(crafted['marker'])
+    # control: a benign download loads, cached under TORCH_HOME
+    cfg.init_cfg = dict(type='Pretrained', checkpoint=f'{http_url}/benign.pth')
+    model = _build(cfg, 'mmpretrain')
+    model.init_weights()
+    for k, v in crafted['state'].items():
+        assert torch.equal(model.state_dict()[k], v), k
+    assert osp.exists(tmp_path / 'torch_home' / 'hub' / 'checkpoints' /
+                      'benign.pth')
