@@ -63,16 +63,18 @@ def check_checkpoint_matches(model: nn.Module, filename: str) -> None:
     Args:
         model (nn.Module): The model to evaluate (a wrapper's ``module`` is
             used).
-        filename (str): Path of the checkpoint.
+        filename (str): Path or URL of the checkpoint.
 
     Raises:
         ValueError: Naming the file and listing the missing keys, the
             unexpected keys and the keys whose shapes differ, when any key
             of the model is missing or has another shape.
     """
-    from cosub_mm.compat import safe_load
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    # mmengine's loaders: weights-only for local files and URLs (compat)
     model = getattr(model, 'module', model)
-    checkpoint = safe_load(filename)
+    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
     state = checkpoint.get('state_dict', checkpoint) \
         if isinstance(checkpoint, dict) else {}
     state = {(k[7:] if k.startswith('module.') else k): v
