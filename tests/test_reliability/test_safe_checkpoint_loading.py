@@ -154,3 +154,36 @@ def test_pretrained_from_url_refuses_crafted(crafted, http_url, tmp_path,
         assert torch.equal(model.state_dict()[k], v), k
     assert osp.exists(tmp_path / 'torch_home' / 'hub' / 'checkpoints' /
                       'benign.pth')
+
+
+def test_backbone_export_loads_weights_only_and_crafted_one_is_refused(
+        crafted, tmp_path):
+    """BackboneExportHook's backbone.pth feeds mmseg's Pretrained init: the
+    real export loads weights-only, a crafted file in its place does not."""
+    from types import SimpleNamespace
+
+    from cosub_mm.engine.hooks import BackboneExportHook
+    classifier = _tiny_cls_model()
+    runner = SimpleNamespace(
+        model=classifier, work_dir=str(tmp_path), epoch=0, iter=4,
+        experiment_name='export', logger=SimpleNamespace(info=print))
+    BackboneExportHook().after_train(runner)
+    export = str(tmp_path / 'backbone.pth')
+
+    cfg = Config.fromfile(TINY_SEG).model
+    cfg.backbone.init_cfg = dict(
+        type='Pretrained', checkpoint=export, prefix='backbone.')
+    segmentor = _build(cfg, 'mmseg')
+    segmentor.init_weights()
+    for k, v in classifier.backbone.state_dict().items():
+        if k.startswith('layers.0.'):
+            assert torch.equal(segmentor.backbone.state_dict()[k], v), k
+
+    state = {k: v for k, v in classifier.state_dict().items()
+             if k.startswith('backbone.')}
+    torch.save({'state_dict': state, 'meta': _Payload(crafted['marker'])},
+               export)
+    segmentor = _build(cfg, 'mmseg')
+    with pytest.raises(UnsafeCheckpointError, match='backbone.pth'):
+        segmentor.init_weights()
+    assert not osp.exists(crafted['marker'])

@@ -8,6 +8,7 @@ from mmengine.dist import master_only
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from cosub_mm.compat import atomic_save
 from cosub_mm.registry import HOOKS
 from cosub_mm.version import __version__
 
@@ -66,6 +67,7 @@ class BackboneExportHook(Hook):
             experiment_name=str(runner.experiment_name),
             time=time.strftime('%Y-%m-%d %H:%M:%S'))
         path = osp.join(runner.work_dir, self.filename)
-        torch.save(dict(state_dict=state, meta=meta), path)
+        # temp file + fsync + rename: a kill never leaves a torn export
+        atomic_save(dict(state_dict=state, meta=meta), path)
         runner.logger.info(f'BackboneExportHook: wrote {len(state)} tensors '
                            f'of {meta["backbone_type"]} to {path}')
