@@ -10,6 +10,10 @@ default_hooks = dict(
                     save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
+    # Days-long runs: bit-exact --resume (RNG states in the checkpoint) and a
+    # clear stop, naming the loss terms, at the first NaN/Inf loss.
+    exact_resume=dict(type='cosub_mm.ExactResumeHook'),
+    non_finite_loss=dict(type='cosub_mm.NonFiniteLossHook'),
 )
 env_cfg = dict(
     cudnn_benchmark=False,
