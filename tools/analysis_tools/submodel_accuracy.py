@@ -148,7 +148,7 @@ def plan_submodels(branches: Dict[str, List[nn.Module]],
     for trial in range(num_random):
         drop = [
             n for b in blocks for n, m in branches[b]
-            if rng.random() < (m.drop_prob if drop_rate is None
+            if rng.random() < (getattr(m, 'drop_prob', 0.0) if drop_rate is None
                                else drop_rate)
         ]
         plan.append(('random_submodel', len(drop), trial, drop))
