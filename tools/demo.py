@@ -6,8 +6,7 @@ Stages (each a ``tools/*.py`` subprocess, so the runner's log shows):
    Fashion-MNIST subset, with top-1 on the 10,000 test images at the end;
    with ``--baseline`` its baseline twin too;
 2. backbone export: ``{work_dir}/cosub/backbone.pth`` (``backbone.`` keys),
-   written by ``cosub_mm.BackboneExportHook`` when it is registered, else
-   taken from the classifier checkpoint here;
+   written by the config's ``cosub_mm.BackboneExportHook``;
 3. the accuracy of the network's submodels (blocks removed at test time),
    ``tools/analysis_tools/submodel_accuracy.py``: CSV and PNG;
 4. UperNet finetuning of the exported backbone on the real-pixel scene set
@@ -57,37 +56,6 @@ def default_threads() -> int:
 
 def banner(text: str) -> None:
     print(f'\n===== {text} =====', flush=True)
-
-
-def export_backbone(checkpoint: str, out: str) -> str:
-    """Write the ``backbone.`` weights of a classifier checkpoint to ``out``."""
-    import torch  # noqa: F401  (after cosub_mm's fixes, via the import below)
-    from cosub_mm.compat import safe_load
-    ckpt = safe_load(checkpoint, map_location='cpu')
-    state = ckpt.get('state_dict', ckpt)
-    backbone = {k: v for k, v in state.items() if k.startswith('backbone.')}
-    if not backbone:
-        raise RuntimeError(f'{checkpoint} has no backbone.* weights')
-    import torch
-    torch.save({'state_dict': backbone, 'meta': dict(source=checkpoint)}, out)
-    return out
-
-
-def has_export_hook() -> bool:
-    """Whether ``cosub_mm.BackboneExportHook`` is registered (issue 3)."""
-    import cosub_mm  # noqa: F401
-    from cosub_mm.registry import HOOKS
-    return HOOKS.get('BackboneExportHook') is not None
-
-
-def with_export_hook(config: str, work_dir: str) -> str:
-    """A config inheriting ``config`` that adds the backbone export hook."""
-    os.makedirs(work_dir, exist_ok=True)
-    path = osp.join(work_dir, 'with_backbone_export.py')
-    with open(path, 'w') as f:
-        f.write(f'_base_ = [{osp.join(REPO, config)!r}]\n'
-                "custom_hooks = [dict(type='cosub_mm.BackboneExportHook')]\n")
-    return path
 
 
 def plot_training(work_dirs: Dict[str, str], png: str) -> None:
@@ -199,7 +167,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         key, value = kv.split('=', 1)
         options[key] = value
 
-    export_hook = has_export_hook()
     runs = [('cosub', COSUB_CFG)]
     if args.baseline:
         runs.append(('baseline', BASE_CFG))
@@ -208,9 +175,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         banner(f'stage 1.{i}: {label} pretraining on Fashion-MNIST '
                f'({args.num_train} images, {args.epochs} epochs)')
         run_dir = osp.join(work_dir, label)
-        cfg_path = with_export_hook(config, run_dir) if export_hook \
-            else config
-        wall = run_training(cfg_path, run_dir, options, threads=threads,
+        wall = run_training(config, run_dir, options, threads=threads,
                             echo=lambda s: print(s, flush=True))
         top1 = read_val_history(run_dir)[-1]['accuracy/top1']
         with open(osp.join(run_dir, 'last_checkpoint')) as f:
@@ -222,12 +187,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
     banner('stage 2: backbone export')
     backbone = osp.join(results['cosub']['work_dir'], 'backbone.pth')
-    if export_hook and osp.isfile(backbone):
-        print(f'BackboneExportHook wrote {backbone}', flush=True)
-    else:
-        export_backbone(results['cosub']['checkpoint'], backbone)
-        print(f'exported the backbone.* weights of '
-              f'{results["cosub"]["checkpoint"]} to {backbone}', flush=True)
+    if not osp.isfile(backbone):
+        raise SystemExit(f'demo: {backbone} is missing: the config\'s '
+                         'cosub_mm.BackboneExportHook did not write it')
+    print(f'cosub_mm.BackboneExportHook wrote {backbone}', flush=True)
 
     banner('stage 3: accuracy of the submodels (blocks removed at test time)')
     sub_dir = osp.join(work_dir, 'submodels')

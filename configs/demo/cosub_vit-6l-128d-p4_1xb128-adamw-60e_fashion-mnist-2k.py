@@ -142,6 +142,8 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=-1, save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False))
+# {work_dir}/backbone.pth (backbone.* keys) for the UperNet finetuning.
+custom_hooks = [dict(type='cosub_mm.BackboneExportHook')]
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
