@@ -80,9 +80,10 @@ def test_csv_and_png_of_a_tiny_checkpoint(tiny_run, tmp_path):
     # every block removed: only the class token reaches the head, so one
     # class for all images: top-1 is that class's share of the test labels
     from mmpretrain.datasets import FashionMNIST
-    labels = [int(FashionMNIST(osp.join(REPO, 'data', 'fashion_mnist'),
-                               test_mode=True, download=False)
-                  .get_data_info(i)['gt_label']) for i in range(NUM_TEST)]
+    test_set = FashionMNIST(osp.join(REPO, 'data', 'fashion_mnist'),
+                            test_mode=True, download=False)
+    labels = [int(test_set.get_data_info(i)['gt_label'])
+              for i in range(NUM_TEST)]
     shares = {100.0 * n / NUM_TEST for n in Counter(labels).values()}
     assert min(abs(last[3] - s) for s in shares) < 1e-3
     # k blocks removed lists the branches of exactly those blocks
