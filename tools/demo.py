@@ -255,8 +255,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         run_training(SEG_CFG, seg_dir, seg_opts, threads=threads,
                      echo=lambda s: print(s, flush=True))
         miou = read_miou(seg_dir)
-        with open(osp.join(seg_dir, 'last_checkpoint')) as f:
-            seg_ckpt = f.read().strip()
+        last = osp.join(seg_dir, 'last_checkpoint')
+        if osp.isfile(last):
+            with open(last) as f:
+                seg_ckpt = f.read().strip()
 
     wall = time.time() - start
     banner(f'results (demo wall time {wall:.0f} s)')

@@ -30,7 +30,8 @@ def test_demo_trains_exports_evaluates_and_reports(tmp_path):
          '--num-train', '256', '--num-test', '200', '--threads', '1',
          '--submodel-num-test', '100', '--submodel-num-random', '3',
          '--seg-num-train', '4', '--seg-num-val', '2', '--seg-size', '64',
-         '--cfg-options'] + TINY, timeout=600)
+         '--seg-cfg-options', 'train_cfg.max_iters=2',
+         'train_cfg.val_interval=2', '--cfg-options'] + TINY, timeout=600)
     out = proc.stdout
     with open(osp.join(work_dir, 'demo_results.json')) as f:
         summary = json.load(f)
