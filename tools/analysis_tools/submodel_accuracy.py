@@ -225,6 +225,8 @@ def plot(rows: List[dict], path: str) -> None:
             ax1.errorbar(ks_all, means, yerr=errs, ls='--', marker='s',
                          ms=3, color=colour, capsize=2,
                          label=f'{label}: random k removed')
+    from matplotlib.ticker import MaxNLocator
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax1.set_xlabel('residual blocks removed (k)')
     ax1.set_ylabel('test top-1 (%)')
     ax1.set_title('Removing blocks at test time')
