@@ -11,7 +11,7 @@ import cosub_mm  # noqa: F401
 from cosub_mm.models.utils import set_drop_path_rates
 from cosub_mm.registry import MODELS
 
-from .tiny_archs import IMG, NUM_CLASSES, TINY_ARCHS
+from tiny_archs import IMG, NUM_CLASSES, TINY_ARCHS
 
 ARCHS = sorted(TINY_ARCHS)
 

@@ -9,7 +9,7 @@ from cosub_mm.models.backbones import enable_efficient_drop_path
 from cosub_mm.models.utils import drop_path_add, set_drop_path_rates
 from cosub_mm.registry import MODELS
 
-from .tiny_archs import IMG, TINY_ARCHS
+from tiny_archs import IMG, TINY_ARCHS
 
 VIT = dict(type='mmpretrain.VisionTransformer',
            arch=dict(embed_dims=32, num_layers=2, num_heads=2,
