@@ -34,6 +34,7 @@ import copy
 import json
 import re
 import statistics
+import sys
 import time
 from typing import Dict, List
 
@@ -234,6 +235,8 @@ def time_interleaved(args) -> Dict[str, List[float]]:
             args.variants[:i % len(args.variants)]
         for v in order:
             times[v].append(step(*runs[v], args.device))
+            print(f'round {i}: {v} {times[v][-1]:.3f} s', file=sys.stderr,
+                  flush=True)  # progress, and partial results if cut short
     return times
 
 
@@ -280,6 +283,7 @@ def main(argv=None) -> dict:
     if not args.no_memory:
         for v in args.variants:
             results[v].update(memory_in_child(v, args))
+            print(f'memory: {v} {results[v]}', file=sys.stderr, flush=True)
     times = time_interleaved(args)
     for v in args.variants:
         results[v]['time_s'] = statistics.median(times[v])
