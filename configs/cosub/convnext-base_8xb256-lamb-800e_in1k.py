@@ -31,9 +31,3 @@ custom_hooks = [
     dict(type='cosub_mm.DropPathRateHook', rule='uniform'),
     dict(type='cosub_mm.BackboneExportHook'),
 ]
-
-# configs/cosub tests (mmpretrain's ConvNeXt keeps its presets in
-# arch_settings, which the automatic shrinking does not read)
-tiny_overrides = {
-    'model.backbone.arch': dict(depths=[1, 1, 1, 1], channels=[8, 8, 16, 16]),
-}

@@ -33,12 +33,3 @@ custom_hooks = [
     dict(type='cosub_mm.DropPathRateHook', rule='uniform'),
     dict(type='cosub_mm.BackboneExportHook'),
 ]
-
-# configs/cosub tests: 32 px gives an 8x8 token grid; window 2 keeps every
-# stage's map at least one window wide
-tiny_overrides = {
-    'model.backbone.arch':
-    dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2]),
-    'model.backbone.window_size': 2,
-    'model.backbone.pad_small_map': True,
-}
