@@ -1,4 +1,5 @@
-# Baseline twin of cosub_xcit-medium-24-p16_8xb256-lamb-800e_in1k.py: XCiT-M24/16
+# Baseline twin of
+# cosub_xcit-medium-24-p16_8xb256-lamb-800e_in1k.py: XCiT-M24/16
 # (El-Nouby et al., NeurIPS 2021; 84.4 M parameters) with the DeiT III
 # ImageNet-1k recipe of configs/cosub/README.md and drop path 0.15 in every
 # block.

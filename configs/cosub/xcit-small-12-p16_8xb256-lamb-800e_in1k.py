@@ -1,4 +1,5 @@
-# Baseline twin of cosub_xcit-small-12-p16_8xb256-lamb-800e_in1k.py: XCiT-S12/16
+# Baseline twin of
+# cosub_xcit-small-12-p16_8xb256-lamb-800e_in1k.py: XCiT-S12/16
 # (El-Nouby et al., NeurIPS 2021; 26.3 M parameters) with the DeiT III
 # ImageNet-1k recipe of configs/cosub/README.md and drop path 0.05 in every
 # block.

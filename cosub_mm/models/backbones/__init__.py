@@ -6,7 +6,8 @@ from .pit import PiT, PiTBlock, PiTPooling
 from .regnety import RegNetY, RegNetYBottleneck, SqueezeExcitation
 
 __all__ = [
-    'EfficientTransformerEncoderLayer', 'EfficientDeiT3TransformerEncoderLayer',
+    'EfficientTransformerEncoderLayer',
+    'EfficientDeiT3TransformerEncoderLayer',
     'EfficientSwinBlock', 'EfficientConvNeXtBlock',
     'enable_efficient_drop_path', 'PiT', 'PiTBlock', 'PiTPooling', 'RegNetY',
     'RegNetYBottleneck', 'SqueezeExcitation'

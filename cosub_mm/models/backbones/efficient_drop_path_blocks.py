@@ -31,7 +31,8 @@ from torch import Tensor, nn
 from cosub_mm.models.utils import drop_path_add, drop_path_disabled
 
 __all__ = [
-    'EfficientTransformerEncoderLayer', 'EfficientDeiT3TransformerEncoderLayer',
+    'EfficientTransformerEncoderLayer',
+    'EfficientDeiT3TransformerEncoderLayer',
     'EfficientSwinBlock', 'EfficientConvNeXtBlock',
     'enable_efficient_drop_path'
 ]
