@@ -26,7 +26,6 @@ def _pair(cfg, rate):
     """A masked backbone and its efficient copy with the same weights."""
     torch.manual_seed(0)
     masked = MODELS.build(copy.deepcopy(cfg))
-    masked.init_weights()
     set_drop_path_rates(masked, rate, 'uniform')
     efficient = copy.deepcopy(masked)
     assert enable_efficient_drop_path(efficient) >= 2
