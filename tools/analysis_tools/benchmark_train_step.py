@@ -15,12 +15,15 @@ reported.
 Memory: on CPU, one forked child process per variant (forked before any
 model exists, so no allocator cache of another variant is reused) builds
 the model, runs warm-up steps (which
-also allocate the optimizer state), resets the kernel's resident-set
-high-water mark (``/proc/self/clear_refs``), runs the measured steps and
-reads ``VmHWM``. *Step peak* = that high-water mark minus the resident set
-before the steps: the activations, gradients and temporaries of a step,
-without weights, optimizer state and the Python/library baseline, which are
-reported separately as *process peak*. On CUDA the same two numbers come
+also allocate the optimizer state), hands the memory that glibc keeps
+cached from them back to the kernel (``malloc_trim``; otherwise the resident
+set before the step would already hold the warm-up's freed activations),
+resets the kernel's resident-set high-water mark (``/proc/self/clear_refs``),
+runs the measured steps and reads ``VmHWM``. *Step peak* = that high-water
+mark minus the resident set before the steps: the activations, gradients and
+temporaries of a step, without weights, optimizer state and the
+Python/library baseline. *Process peak* is the high-water mark itself (what
+must fit in RAM). On CUDA the same two numbers come
 from ``torch.cuda.max_memory_allocated``.
 
 Example:
@@ -31,6 +34,8 @@ Example:
 """
 import argparse
 import copy
+import ctypes
+import gc
 import json
 import re
 import statistics
@@ -60,7 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='measured steps per variant (median)')
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--mem-steps', type=int, default=1,
-                        help='measured steps per memory subprocess')
+                        help='measured steps per memory child process')
     parser.add_argument('--variants', nargs='+', default=list(VARIANTS),
                         choices=VARIANTS)
     parser.add_argument('--threads', type=int, default=2)
@@ -68,7 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--amp', action='store_true',
                         help='bf16 autocast (for CUDA)')
     parser.add_argument('--no-memory', action='store_true',
-                        help='skip the memory subprocesses')
+                        help='skip the memory measurement')
+    parser.add_argument('--no-time', action='store_true',
+                        help='skip the timing (memory only)')
     parser.add_argument('--tiny', action='store_true',
                         help='a 2-block 32 px ViT: checks the tool quickly')
     parser.add_argument('--json', help='also write the results here')
@@ -191,6 +198,11 @@ def measure_memory(variant: str, args) -> Dict[str, float]:
         peak = torch.cuda.max_memory_allocated()
         return dict(step_peak_mib=(peak - before) / 2**20,
                     process_peak_mib=peak / 2**20)
+    gc.collect()
+    try:  # return glibc's cached free memory, so RSS = live memory
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     with open('/proc/self/clear_refs', 'w') as f:
         f.write('5')  # reset VmHWM to the current resident set
     before = _status_kib('VmRSS')
@@ -265,11 +277,12 @@ def table(results: Dict[str, dict], args) -> str:
             f"{ratio(v, 'process_peak_mib')} |")
     if {'cosub-masked', 'cosub-efficient'} <= set(results):
         m, e = results['cosub-masked'], results['cosub-efficient']
-        lines.append(f"\ncosub-efficient / cosub-masked: time "
-                     f"{e['time_s'] / m['time_s']:.2f}" + (
-                         f", step peak "
-                         f"{e['step_peak_mib'] / m['step_peak_mib']:.2f}"
-                         if 'step_peak_mib' in e else ''))
+        parts = [f'{name} {e[key] / m[key]:.2f}'
+                 for name, key in (('time', 'time_s'),
+                                   ('step peak', 'step_peak_mib'),
+                                   ('process peak', 'process_peak_mib'))
+                 if key in e and key in m]
+        lines.append('\ncosub-efficient / cosub-masked: ' + ', '.join(parts))
     return '\n'.join(lines)
 
 
@@ -284,10 +297,11 @@ def main(argv=None) -> dict:
         for v in args.variants:
             results[v].update(memory_in_child(v, args))
             print(f'memory: {v} {results[v]}', file=sys.stderr, flush=True)
-    times = time_interleaved(args)
-    for v in args.variants:
-        results[v]['time_s'] = statistics.median(times[v])
-        results[v]['times_s'] = times[v]
+    if not args.no_time:
+        times = time_interleaved(args)
+        for v in args.variants:
+            results[v]['time_s'] = statistics.median(times[v])
+            results[v]['times_s'] = times[v]
     desc = args.config or (
         'tiny ViT' if args.tiny else f'DeiT III-{args.arch}/16')
     print(f'{desc} @{args.img_size}, batch {args.batch_size} unique images, '
