@@ -7,6 +7,7 @@ from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
+from cosub_mm.models.backbones import enable_efficient_drop_path
 from cosub_mm.models.utils import get_drop_path_rates, set_drop_path_rates
 from cosub_mm.registry import MODELS
 
@@ -33,6 +34,11 @@ class CosubClassifier(ImageClassifier):
             the rates the backbone built. Defaults to None.
         drop_path_rate (float, optional): The rate that ``drop_path_rule``
             spreads; None takes the backbone's largest block rate.
+        efficient_drop_path (bool): Compute each residual branch only on
+            the samples that keep it (the paper's implementation; see
+            :func:`~cosub_mm.models.backbones.enable_efficient_drop_path`)
+            instead of masking it. Same function, less compute. Supported
+            for ViT, DeiT III, Swin, ConvNeXt and PiT. Defaults to False.
         **kwargs: The arguments of ``mmpretrain.ImageClassifier``
             (``backbone``, ``neck``, ``head``, ``data_preprocessor``,
             ``train_cfg`` with Mixup/CutMix ``augments``, ``init_cfg``).
@@ -53,6 +59,7 @@ class CosubClassifier(ImageClassifier):
                  cosub_loss: Optional[dict] = None,
                  drop_path_rule: Optional[str] = None,
                  drop_path_rate: Optional[float] = None,
+                 efficient_drop_path: bool = False,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.head is None:
@@ -74,6 +81,8 @@ class CosubClassifier(ImageClassifier):
                 'DropPath), so all submodels would be identical. Set '
                 'backbone.drop_path_rate > 0 (the paper uses 0.05-0.45).')
         self.drop_path_rule = drop_path_rule
+        if efficient_drop_path:
+            enable_efficient_drop_path(self.backbone)
 
     @property
     def num_submodels(self) -> int:

@@ -1,0 +1,41 @@
+"""tools/analysis_tools/benchmark_train_step.py in its --tiny mode: the
+table and the JSON hold a number for every variant and column (timing
+thresholds belong to the real run, not to a unit test)."""
+import json
+import math
+
+from conftest import run_tool
+
+VARIANTS = ['baseline', 'cosub-masked', 'cosub-efficient']
+
+
+def test_tiny_benchmark_reports_time_and_memory_ratios(tmp_path):
+    out = tmp_path / 'bench.json'
+    proc = run_tool([
+        'tools/analysis_tools/benchmark_train_step.py', '--tiny', '--steps',
+        '2', '--warmup', '1', '--batch-size', '4', '--json',
+        str(out)
+    ])
+    rows = [l for l in proc.stdout.splitlines() if l.startswith('| ')]
+    assert rows[0].startswith('| variant |') and len(rows) == 4
+    for variant, row in zip(VARIANTS, rows[1:]):
+        cells = [c.strip() for c in row.strip('|').split('|')]
+        assert cells[0] == variant
+        assert cells[1] == str(4 if variant == 'baseline' else 8)
+        for cell in cells[2:]:
+            assert math.isfinite(float(cell)), row
+    assert 'cosub-efficient / cosub-masked: time' in proc.stdout
+
+    results = json.loads(out.read_text())['results']
+    assert list(results) == VARIANTS
+    for r in results.values():
+        assert len(r['times_s']) == 2 and all(t > 0 for t in r['times_s'])
+        assert r['time_s'] == sorted(r['times_s'])[1] or \
+            r['time_s'] == sum(r['times_s']) / 2  # median of two
+        assert r['process_peak_mib'] > 100  # torch + mm* are resident
+        assert r['step_peak_mib'] >= 0
+    # the ratio column is the ratio of the medians
+    base = results['baseline']['time_s']
+    eff = [c.strip() for c in rows[3].strip('|').split('|')]
+    assert float(eff[3]) == round(results['cosub-efficient']['time_s'] /
+                                  base, 2)

@@ -1,0 +1,320 @@
+"""Time and memory of one training step: baseline vs cosub (masked drop
+path) vs cosub (efficient drop path), measured side by side in one run.
+
+A *step* is what the runner does per iteration: data preprocessing (with
+Mixup), forward, loss, backward and an AdamW update (``model.train_step``).
+Every block drops its residual branches with the same rate (the cosub
+recipe). The baseline is the same network trained without cosub (batch B);
+both cosub variants see 2B rows (the batch concatenated with itself).
+
+Time: the variants live in one process and are stepped round-robin
+(baseline, masked, efficient, baseline, ...) after warm-up steps, so load
+from other processes hits all of them alike; the median of N steps is
+reported.
+
+Memory: on CPU, one forked child process per variant (forked before any
+model exists, so no allocator cache of another variant is reused) builds
+the model, runs warm-up steps (which
+also allocate the optimizer state), hands the memory that glibc keeps
+cached from them back to the kernel (``malloc_trim``; otherwise the resident
+set before the step would already hold the warm-up's freed activations),
+resets the kernel's resident-set high-water mark (``/proc/self/clear_refs``),
+runs the measured steps and reads ``VmHWM``. *Step peak* = that high-water
+mark minus the resident set before the steps: the activations, gradients and
+temporaries of a step, without weights, optimizer state and the
+Python/library baseline. *Process peak* is the high-water mark itself (what
+must fit in RAM). On CUDA the same two numbers come
+from ``torch.cuda.max_memory_allocated``.
+
+Example:
+    python tools/analysis_tools/benchmark_train_step.py --arch base \\
+        --batch-size 16 --drop-path-rate 0.2 --steps 5
+    python tools/analysis_tools/benchmark_train_step.py --config \\
+        configs/cosub/cosub_pit-base_8xb256-lamb-800e_in1k.py
+"""
+import argparse
+import copy
+import ctypes
+import gc
+import json
+import re
+import statistics
+import sys
+import time
+from typing import Dict, List
+
+VARIANTS = ('baseline', 'cosub-masked', 'cosub-efficient')
+COSUB_KEYS = ('cosub_loss', 'drop_path_rule', 'drop_path_rate',
+              'efficient_drop_path')
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument(
+        '--config', help='an mmpretrain config whose `model` is measured '
+        '(default: DeiT III ViT of --arch, patch 16)')
+    parser.add_argument('--arch', default='small',
+                        help='DeiT III arch without --config (small, base)')
+    parser.add_argument('--img-size', type=int, default=224)
+    parser.add_argument('--batch-size', type=int, default=16,
+                        help='unique images per step (cosub runs 2x rows)')
+    parser.add_argument('--num-classes', type=int, default=1000)
+    parser.add_argument('--drop-path-rate', type=float, default=0.2,
+                        help='rate set in every block (uniform rule)')
+    parser.add_argument('--steps', type=int, default=5,
+                        help='measured steps per variant (median)')
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--mem-steps', type=int, default=1,
+                        help='measured steps per memory child process')
+    parser.add_argument('--variants', nargs='+', default=list(VARIANTS),
+                        choices=VARIANTS)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--amp', action='store_true',
+                        help='bf16 autocast (for CUDA)')
+    parser.add_argument('--no-memory', action='store_true',
+                        help='skip the memory measurement')
+    parser.add_argument('--no-time', action='store_true',
+                        help='skip the timing (memory only)')
+    parser.add_argument('--tiny', action='store_true',
+                        help='a 2-block 32 px ViT: checks the tool quickly')
+    parser.add_argument('--json', help='also write the results here')
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.img_size = 32
+        args.num_classes = 10
+    return args
+
+
+def base_model(args) -> dict:
+    """The cosub model config of the run (CosubClassifier)."""
+    if args.config:
+        from mmengine.config import Config
+        model = Config.fromfile(args.config).model.to_dict()
+        if model['type'] not in ('cosub_mm.CosubClassifier',
+                                 'CosubClassifier'):
+            raise ValueError(f'{args.config}: model.type must be '
+                             f"cosub_mm.CosubClassifier, got {model['type']}")
+        model.pop('init_cfg', None)  # nothing may be downloaded
+        model['backbone'].pop('init_cfg', None)
+        return model
+    if args.tiny:
+        arch = dict(embed_dims=32, num_layers=2, num_heads=2,
+                    feedforward_channels=64)
+        patch, dims = 8, 32
+    else:
+        from mmpretrain.models.backbones import DeiT3
+        arch = args.arch
+        patch, dims = 16, DeiT3.arch_zoo[arch]['embed_dims']
+    return dict(
+        type='cosub_mm.CosubClassifier',
+        backbone=dict(type='mmpretrain.DeiT3', arch=arch,
+                      img_size=args.img_size, patch_size=patch,
+                      drop_path_rate=args.drop_path_rate),
+        neck=None,
+        head=dict(type='VisionTransformerClsHead',
+                  num_classes=args.num_classes, in_channels=dims,
+                  loss=dict(type='CrossEntropyLoss', use_sigmoid=True)))
+
+
+def variant_model(model: dict, variant: str, args) -> dict:
+    model = copy.deepcopy(model)
+    model.setdefault('data_preprocessor', dict(
+        type='ClsDataPreprocessor', num_classes=args.num_classes,
+        mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+        to_rgb=True))
+    model.setdefault('train_cfg', dict(augments=[
+        dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]))
+    if variant == 'baseline':
+        for key in COSUB_KEYS:
+            model.pop(key, None)
+        model['type'] = 'mmpretrain.ImageClassifier'
+    else:
+        model.update(drop_path_rule='uniform',
+                     drop_path_rate=args.drop_path_rate,
+                     efficient_drop_path=variant == 'cosub-efficient')
+    return model
+
+
+def build(variant: str, args):
+    """Model, optimizer wrapper and a fixed batch of unique images."""
+    import torch
+    from mmengine.optim import AmpOptimWrapper, OptimWrapper
+    from mmpretrain.structures import DataSample
+
+    import cosub_mm  # noqa: F401
+    from cosub_mm.models.utils import set_drop_path_rates
+    from cosub_mm.registry import MODELS
+
+    torch.manual_seed(0)
+    model = MODELS.build(variant_model(base_model(args), variant, args))
+    # baseline: the same uniform rate (the classifier sets it for cosub)
+    set_drop_path_rates(model.backbone, args.drop_path_rate, 'uniform')
+    model.to(args.device).train()
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    wrapper = AmpOptimWrapper(optim, dtype='bfloat16') if args.amp \
+        else OptimWrapper(optim)
+    g = torch.Generator().manual_seed(1)
+    data = dict(
+        inputs=[
+            torch.randint(0, 256, (3, args.img_size, args.img_size),
+                          generator=g, dtype=torch.uint8)
+            for _ in range(args.batch_size)
+        ],
+        data_samples=[
+            DataSample().set_gt_label(i % args.num_classes)
+            for i in range(args.batch_size)
+        ])
+    return model, wrapper, data
+
+
+def step(model, wrapper, data, device: str) -> float:
+    import torch
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    model.train_step(data, wrapper)
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def _status_kib(field: str) -> int:
+    with open('/proc/self/status') as f:
+        return int(re.search(rf'{field}:\s+(\d+)', f.read()).group(1))
+
+
+def measure_memory(variant: str, args) -> Dict[str, float]:
+    """Peak memory of a step (run inside a fresh process)."""
+    import torch
+    model, wrapper, data = build(variant, args)
+    for _ in range(args.warmup):
+        step(model, wrapper, data, args.device)
+    if args.device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        for _ in range(args.mem_steps):
+            step(model, wrapper, data, args.device)
+        peak = torch.cuda.max_memory_allocated()
+        return dict(step_peak_mib=(peak - before) / 2**20,
+                    process_peak_mib=peak / 2**20)
+    gc.collect()
+    try:  # return glibc's cached free memory, so RSS = live memory
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # reset VmHWM to the current resident set
+    before = _status_kib('VmRSS')
+    for _ in range(args.mem_steps):
+        step(model, wrapper, data, args.device)
+    peak = _status_kib('VmHWM')
+    return dict(step_peak_mib=(peak - before) / 1024,
+                process_peak_mib=peak / 1024)
+
+
+def _memory_child(variant: str, args, queue) -> None:
+    try:
+        queue.put(measure_memory(variant, args))
+    except BaseException as e:  # report it to the parent, not to stderr
+        queue.put(dict(error=f'{type(e).__name__}: {e}'))
+
+
+def memory_in_child(variant: str, args) -> Dict[str, float]:
+    """Run :func:`measure_memory` in a forked child (imports are shared,
+    the models and allocator state are not)."""
+    import multiprocessing
+    ctx = multiprocessing.get_context('fork')
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_memory_child, args=(variant, args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    if 'error' in result:
+        raise RuntimeError(f'memory run of {variant}: {result["error"]}')
+    return result
+
+
+def time_interleaved(args) -> Dict[str, List[float]]:
+    runs = {v: build(v, args) for v in args.variants}
+    for _ in range(args.warmup):
+        for v in args.variants:
+            step(*runs[v], args.device)
+    times: Dict[str, List[float]] = {v: [] for v in args.variants}
+    for i in range(args.steps):
+        # rotate the order so no variant always follows the same one
+        order = args.variants[i % len(args.variants):] + \
+            args.variants[:i % len(args.variants)]
+        for v in order:
+            times[v].append(step(*runs[v], args.device))
+            print(f'round {i}: {v} {times[v][-1]:.3f} s', file=sys.stderr,
+                  flush=True)  # progress, and partial results if cut short
+    return times
+
+
+def table(results: Dict[str, dict], args) -> str:
+    ref = results.get('baseline')
+    lines = [
+        '| variant | rows/step | step time (s, median) | time / baseline '
+        '| step peak (MiB) | step peak / baseline | process peak (MiB) '
+        '| process peak / baseline |', '|---' * 8 + '|'
+    ]
+
+    def ratio(v, key):
+        return f'{results[v][key] / ref[key]:.2f}' if ref and key in ref \
+            and key in results[v] else 'n/a'
+
+    def num(v, key, fmt):
+        return format(results[v][key], fmt) if key in results[v] else 'n/a'
+
+    for v in args.variants:
+        rows = args.batch_size * (1 if v == 'baseline' else 2)
+        lines.append(
+            f"| {v} | {rows} | {num(v, 'time_s', '.3f')} | "
+            f"{ratio(v, 'time_s')} | {num(v, 'step_peak_mib', '.0f')} | "
+            f"{ratio(v, 'step_peak_mib')} | "
+            f"{num(v, 'process_peak_mib', '.0f')} | "
+            f"{ratio(v, 'process_peak_mib')} |")
+    if {'cosub-masked', 'cosub-efficient'} <= set(results):
+        m, e = results['cosub-masked'], results['cosub-efficient']
+        parts = [f'{name} {e[key] / m[key]:.2f}'
+                 for name, key in (('time', 'time_s'),
+                                   ('step peak', 'step_peak_mib'),
+                                   ('process peak', 'process_peak_mib'))
+                 if key in e and key in m]
+        lines.append('\ncosub-efficient / cosub-masked: ' + ', '.join(parts))
+    return '\n'.join(lines)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    import torch
+
+    import cosub_mm  # noqa: F401  (imported once, before the forks)
+    torch.set_num_threads(args.threads)
+    results: Dict[str, dict] = {v: {} for v in args.variants}
+    if not args.no_memory:
+        for v in args.variants:
+            results[v].update(memory_in_child(v, args))
+            print(f'memory: {v} {results[v]}', file=sys.stderr, flush=True)
+    if not args.no_time:
+        times = time_interleaved(args)
+        for v in args.variants:
+            results[v]['time_s'] = statistics.median(times[v])
+            results[v]['times_s'] = times[v]
+    desc = args.config or (
+        'tiny ViT' if args.tiny else f'DeiT III-{args.arch}/16')
+    print(f'{desc} @{args.img_size}, batch {args.batch_size} unique images, '
+          f'uniform drop path {args.drop_path_rate}, {args.threads} threads, '
+          f'{args.device}{" bf16" if args.amp else ""}; median of '
+          f'{args.steps} interleaved steps after {args.warmup} warm-up\n')
+    print(table(results, args))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(setup=desc, args=vars(args), results=results), f,
+                      indent=1)
+    return results
+
+
+if __name__ == '__main__':
+    main()
