@@ -1,1 +1,4 @@
-__all__ = []
+from .cosub_encoder_decoder import CosubEncoderDecoder
+from .layer_decay_encoder_decoder import LayerDecayEncoderDecoder
+
+__all__ = ['CosubEncoderDecoder', 'LayerDecayEncoderDecoder']
