@@ -1,0 +1,28 @@
+# UperNet + FCN aux (0.4) on a cosub-pretrained DeiT3-L (mmpretrain DeiT3,
+# LayerScale), ADE20k 512x512, 160k iterations, 8 GPUs x 2 images.
+# Set the checkpoint: a CosubClassifier checkpoint, an exported backbone or
+# an official deit/cosub checkpoint converted with
+# tools/model_converters/deit_to_mmpretrain.py, e.g.
+#   --cfg-options model.backbone.init_cfg.checkpoint=PATH
+_base_ = [
+    '../_base_/models/upernet_deit3-p16_mln.py',
+    'mmseg::_base_/datasets/ade20k.py', 'mmseg::_base_/default_runtime.py',
+    '../_base_/schedules/upernet_adamw-poly-160k.py'
+]
+default_scope = 'mmseg'
+custom_imports = dict(imports=['cosub_mm'], allow_failed_imports=False)
+checkpoint = 'pretrain/cosub_deit3-large-p16_in1k.pth'
+model = dict(
+    backbone=dict(
+        arch='large',
+        out_indices=(7, 11, 15, 23),
+        drop_path_rate=0.4,
+        init_cfg=dict(checkpoint=checkpoint)),
+    neck=dict(in_channels=[1024] * 4, out_channels=1024),
+    decode_head=dict(in_channels=[1024] * 4),
+    auxiliary_head=dict(in_channels=1024))
+optim_wrapper = dict(
+    optimizer=dict(lr=5e-5), paramwise_cfg=dict(layer_decay_rate=0.8))
+train_dataloader = dict(batch_size=2)
+val_dataloader = dict(batch_size=1)
+test_dataloader = val_dataloader
