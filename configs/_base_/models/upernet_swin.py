@@ -17,6 +17,7 @@ model = dict(
         arch='tiny',
         img_size=224,
         window_size=7,
+        pad_small_map=True,  # small TTA scales: maps below one window
         drop_path_rate=0.3,
         out_indices=(0, 1, 2, 3),
         # norm0..norm2 are new output norms: the classifier has norm3 only.
