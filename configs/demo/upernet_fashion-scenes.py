@@ -1,7 +1,7 @@
 # UperNet on the fashion-scenes set (tools/dataset_converters/
 # make_fashion_scenes.py), finetuned from the demo's Fashion-MNIST ViT:
 # 6 blocks, width 128, 4 heads, patch 4, one input channel (grayscale), as
-# configs/demo/*fashion-mnist*.py. Sized for 2 CPU cores (about 2-3 min).
+# configs/demo/*fashion-mnist*.py. Sized for 2 CPU cores (a few minutes).
 #
 # Set the pretrained classifier (or exported backbone) and the data:
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
@@ -17,7 +17,7 @@ crop_size = (64, 64)
 num_classes = 15  # 5 textures + 10 Fashion-MNIST classes
 embed_dims = 128
 norm_cfg = dict(type='BN', requires_grad=True)
-max_iters = 600
+max_iters = 400
 
 model = dict(
     type='cosub_mm.LayerDecayEncoderDecoder',
