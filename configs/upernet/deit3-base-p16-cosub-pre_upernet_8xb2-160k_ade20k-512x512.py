@@ -1,6 +1,7 @@
 # UperNet + FCN aux (0.4) on a cosub-pretrained DeiT3-B (mmpretrain DeiT3,
 # LayerScale), ADE20k 512x512, 160k iterations, 8 GPUs x 2 images.
-# Set the checkpoint: a CosubClassifier checkpoint, an exported backbone or
+# The default checkpoint is the backbone that configs/cosub exports
+# (BackboneExportHook); a CosubClassifier checkpoint, an exported backbone or
 # an official deit/cosub checkpoint converted with
 # tools/model_converters/deit_to_mmpretrain.py, e.g.
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
@@ -11,7 +12,7 @@ _base_ = [
 ]
 default_scope = 'mmseg'
 custom_imports = dict(imports=['cosub_mm'], allow_failed_imports=False)
-checkpoint = 'pretrain/cosub_deit3-base-p16_in1k.pth'
+checkpoint = 'work_dirs/cosub_deit3-base-p16_8xb256-lamb-800e_in1k-192px/backbone.pth'  # noqa
 model = dict(
     backbone=dict(
         arch='base',

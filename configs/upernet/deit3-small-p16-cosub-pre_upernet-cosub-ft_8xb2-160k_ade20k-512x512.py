@@ -12,7 +12,7 @@ _base_ = [
 ]
 default_scope = 'mmseg'
 custom_imports = dict(imports=['cosub_mm'], allow_failed_imports=False)
-checkpoint = 'pretrain/cosub_deit3-small-p16_in1k.pth'
+checkpoint = 'work_dirs/cosub_deit3-small-p16_8xb256-lamb-800e_in1k/backbone.pth'  # noqa
 model = dict(
     type='cosub_mm.CosubEncoderDecoder',
     cosub_loss=dict(type='cosub_mm.CosubLoss', loss_type='ce', lambda_=0.5),
