@@ -23,6 +23,7 @@ __all__ = [
     'fix_history_buffer_pickling', 'fix_checkpoint_loading',
     'fix_cpu_distributed', 'fix_atomic_checkpoints',
     'fix_empty_dataset_error', 'fix_url_checkpoint_loading',
+    'fix_deit3_ffn_norm',
     'full_unpickling', 'safe_load_url',
     'safe_load', 'atomic_save', 'atomic_write_text', 'UnsafeCheckpointError'
 ]
@@ -561,12 +562,44 @@ def fix_cpu_distributed() -> bool:
     return True
 
 
+def _deit3_layer_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    x = x + self.attn(self.ln1(x))
+    return self.ffn(self.ln2(x), identity=x)
+
+
+def fix_deit3_ffn_norm() -> bool:
+    """Normalise the FFN input of mmpretrain's DeiT III blocks with ``ln2``.
+
+    mmpretrain 1.2.0's ``DeiT3TransformerEncoderLayer.forward`` computes
+    ``self.ffn(self.ln1(x), identity=x)``: ``ln2`` is built but never used, so
+    the block is not DeiT III's (official DeiT III / cosub checkpoints
+    converted to mmpretrain give wrong features) and DDP fails with
+    ``RuntimeError: Expected to have finished reduction in the prior
+    iteration before starting a new one`` (``ln2`` gets no gradient) unless
+    ``find_unused_parameters=True``.
+
+    Does nothing when mmpretrain's forward already uses ``ln2``.
+
+    Returns:
+        bool: Whether the fix was applied.
+    """
+    from mmpretrain.models.backbones.deit3 import \
+        DeiT3TransformerEncoderLayer as Layer
+    if Layer.forward is _deit3_layer_forward:
+        return False
+    if 'self.ffn(self.ln1(x)' not in inspect.getsource(Layer.forward):
+        return False
+    Layer.forward = _deit3_layer_forward
+    return True
+
+
 def apply_all() -> List[str]:
     """Apply every fix needed on this stack; return the names applied."""
     for fix in (fix_torchvision_cpu_ops, fix_mmcv_lite_ops,
                 fix_history_buffer_pickling, fix_checkpoint_loading,
                 fix_cpu_distributed, fix_atomic_checkpoints,
-                fix_empty_dataset_error, fix_url_checkpoint_loading):
+                fix_empty_dataset_error, fix_url_checkpoint_loading,
+                fix_deit3_ffn_norm):
         if fix.__name__ not in _applied and fix():
             _applied.append(fix.__name__)
     return list(_applied)

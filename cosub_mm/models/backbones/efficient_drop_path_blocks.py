@@ -69,15 +69,15 @@ class EfficientTransformerEncoderLayer(TransformerEncoderLayer):
 class EfficientDeiT3TransformerEncoderLayer(DeiT3TransformerEncoderLayer):
     """mmpretrain DeiT III layer with branches computed on kept samples.
 
-    mmpretrain 1.2.0's ``DeiT3TransformerEncoderLayer.forward`` normalises
-    the FFN input with ``ln1`` (not ``ln2``); this keeps that so both forms
-    compute the same function and share checkpoints.
+    The FFN input is normalised with ``ln2`` as in DeiT III;
+    :func:`cosub_mm.compat.fix_deit3_ffn_norm` makes mmpretrain's masked
+    layer do the same, so both forms compute one function.
     """
 
     def forward(self, x: Tensor) -> Tensor:
         x = drop_path_add(x, lambda h: _attn_branch(self.attn, self.ln1(h)),
                           _rate(self.attn.out_drop), self.training)
-        x = drop_path_add(x, lambda h: _ffn_branch(self.ffn, self.ln1(h)),
+        x = drop_path_add(x, lambda h: _ffn_branch(self.ffn, self.ln2(h)),
                           _rate(self.ffn.dropout_layer), self.training)
         return x
 
