@@ -101,6 +101,8 @@ def train_env(threads: int) -> dict:
     env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
     env['OMP_NUM_THREADS'] = str(threads)
     env['MKL_NUM_THREADS'] = str(threads)
+    # Log lines reach a piped or redirected stdout as they happen.
+    env['PYTHONUNBUFFERED'] = '1'
     return env
 
 
