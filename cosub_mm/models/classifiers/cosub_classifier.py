@@ -8,7 +8,7 @@ from mmpretrain.structures import DataSample
 from torch import Tensor
 
 from cosub_mm.models.backbones import enable_efficient_drop_path
-from cosub_mm.models.utils import get_drop_path_rates, set_drop_path_rates
+from cosub_mm.models.utils import prepare_submodels
 from cosub_mm.registry import MODELS
 
 __all__ = ['CosubClassifier']
@@ -69,17 +69,8 @@ class CosubClassifier(ImageClassifier):
         if not isinstance(cosub_loss, torch.nn.Module):
             cosub_loss = MODELS.build(cosub_loss)
         self.cosub_loss = cosub_loss
-        rates = get_drop_path_rates(self.backbone)
-        if drop_path_rule is not None:
-            rate = max(rates, default=0.0) if drop_path_rate is None \
-                else drop_path_rate
-            rates = set_drop_path_rates(self.backbone, rate, drop_path_rule)
-        if max(rates, default=0.0) <= 0.0:
-            raise ValueError(
-                f'CosubClassifier: the backbone {type(self.backbone).__name__}'
-                ' has no stochastic depth (drop_path_rate is 0 or it has no '
-                'DropPath), so all submodels would be identical. Set '
-                'backbone.drop_path_rate > 0 (the paper uses 0.05-0.45).')
+        prepare_submodels('CosubClassifier', self.backbone, drop_path_rule,
+                          drop_path_rate)
         self.drop_path_rule = drop_path_rule
         if efficient_drop_path:
             enable_efficient_drop_path(self.backbone)

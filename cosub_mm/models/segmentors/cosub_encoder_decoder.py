@@ -14,7 +14,7 @@ from mmseg.models.utils import resize
 from mmseg.utils import SampleList
 from torch import Tensor
 
-from cosub_mm.models.utils import get_drop_path_rates, set_drop_path_rates
+from cosub_mm.models.utils import prepare_submodels
 from cosub_mm.registry import MODELS
 from .layer_decay_encoder_decoder import LayerDecayEncoderDecoder
 
@@ -64,17 +64,8 @@ class CosubEncoderDecoder(LayerDecayEncoderDecoder):
         cfg.setdefault('loss_type', 'ce')
         cfg.setdefault('ignore_index', self.decode_head.ignore_index)
         self.cosub_loss = MODELS.build(cfg)
-        rates = get_drop_path_rates(self.backbone)
-        if drop_path_rule is not None:
-            rate = max(rates, default=0.0) if drop_path_rate is None \
-                else drop_path_rate
-            rates = set_drop_path_rates(self.backbone, rate, drop_path_rule)
-        if max(rates, default=0.0) <= 0.0:
-            raise ValueError(
-                'CosubEncoderDecoder: the backbone '
-                f'{type(self.backbone).__name__} has no stochastic depth '
-                '(model.backbone.drop_path_rate is 0), so all submodels '
-                'would be identical; set it > 0 (e.g. 0.1).')
+        prepare_submodels('CosubEncoderDecoder', self.backbone,
+                          drop_path_rule, drop_path_rate)
 
     @property
     def num_submodels(self) -> int:

@@ -1,9 +1,9 @@
 from .drop_path import (block_drop_paths, get_drop_path_rates,
-                        set_drop_path_rates)
+                        prepare_submodels, set_drop_path_rates)
 from .efficient_drop_path import (drop_path_add, drop_path_disabled,
                                   sample_keep_mask)
 
 __all__ = [
     'block_drop_paths', 'get_drop_path_rates', 'set_drop_path_rates',
-    'drop_path_add', 'drop_path_disabled', 'sample_keep_mask'
+    'prepare_submodels', 'drop_path_add', 'drop_path_disabled', 'sample_keep_mask'
 ]

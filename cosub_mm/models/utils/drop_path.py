@@ -16,12 +16,15 @@ starts with ``drop_path``) counts as a block of rate 0, and
 uniform rule reaches every block.
 """
 from collections import OrderedDict
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 from torch import nn
 
-__all__ = ['block_drop_paths', 'get_drop_path_rates', 'set_drop_path_rates']
+__all__ = [
+    'block_drop_paths', 'get_drop_path_rates', 'set_drop_path_rates',
+    'prepare_submodels'
+]
 
 RULES = ('uniform', 'linear')
 
@@ -114,4 +117,39 @@ def set_drop_path_rates(model: nn.Module, rate: float,
     for modules, r in zip(blocks.values(), rates):
         for module in modules:
             module.drop_prob = float(r)
+    return rates
+
+
+def prepare_submodels(owner: str, backbone: nn.Module,
+                      rule: Optional[str] = None,
+                      rate: Optional[float] = None) -> List[float]:
+    """Apply a drop-path rule and check that submodels can differ.
+
+    Shared by every cosub model (classifier, segmentor).
+
+    Args:
+        owner (str): The model's name, for the error message.
+        backbone (nn.Module): The backbone whose blocks are sampled.
+        rule (str, optional): ``'uniform'`` / ``'linear'``; None keeps the
+            backbone's rates.
+        rate (float, optional): The rate the rule spreads; None takes the
+            backbone's largest block rate.
+
+    Returns:
+        list[float]: The per-block rates.
+
+    Raises:
+        ValueError: When no block has a positive rate: all submodels would
+            be the same network.
+    """
+    rates = get_drop_path_rates(backbone)
+    if rule is not None:
+        rate = max(rates, default=0.0) if rate is None else rate
+        rates = set_drop_path_rates(backbone, rate, rule)
+    if max(rates, default=0.0) <= 0.0:
+        raise ValueError(
+            f'{owner}: the backbone {type(backbone).__name__} has no '
+            'stochastic depth (model.backbone.drop_path_rate is 0 or it has '
+            'no DropPath), so all submodels would be identical. Set '
+            'model.backbone.drop_path_rate > 0 (the paper uses 0.05-0.45).')
     return rates
