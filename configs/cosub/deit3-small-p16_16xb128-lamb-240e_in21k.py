@@ -6,6 +6,7 @@
 # augmentation). No validation: the head has the 21k classes; finetune with
 # deit3-small-p16_in21k-pre_*_in1k.py. Writes {work_dir}/backbone.pth.
 _base_ = [
+    '../_base_/models/deit3-p16_in21k.py',
     '../_base_/datasets/imagenet_bs128_deit3-3aug-src_224.py',
     '../_base_/schedules/imagenet21k_bs2048_lamb_240e.py',
     '../_base_/default_runtime.py',
@@ -13,22 +14,8 @@ _base_ = [
 
 data_preprocessor = dict(num_classes=21841)
 model = dict(
-    type='ImageClassifier',
-    backbone=dict(
-        type='DeiT3', arch='s', img_size=224, patch_size=16,
-        drop_path_rate=0.05),
-    neck=None,
-    head=dict(
-        type='VisionTransformerClsHead',
-        num_classes=21841,
-        in_channels=384,
-        loss=dict(
-            type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')),
-    init_cfg=[
-        dict(type='TruncNormal', layer='Linear', std=.02),
-        dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
-    ],
-    train_cfg=dict(augments=[dict(type='CutMix', alpha=1.0)]))
+    backbone=dict(arch='s', drop_path_rate=0.05),
+    head=dict(in_channels=384))
 
 train_dataloader = dict(
     batch_size=128,
