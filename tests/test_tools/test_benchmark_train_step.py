@@ -39,3 +39,18 @@ def test_tiny_benchmark_reports_time_and_memory_ratios(tmp_path):
     eff = [c.strip() for c in rows[3].strip('|').split('|')]
     assert float(eff[3]) == round(results['cosub-efficient']['time_s'] /
                                   base, 2)
+
+
+def test_unshared_variant_and_kept_malloc(tmp_path):
+    out = tmp_path / 'bench.json'
+    proc = run_tool([
+        'tools/analysis_tools/benchmark_train_step.py', '--tiny', '--steps',
+        '1', '--warmup', '1', '--batch-size', '4', '--no-memory', '--malloc',
+        'keep', '--variants', 'cosub-masked', 'cosub-efficient-unshared',
+        '--json', str(out)
+    ])
+    assert 'malloc keep' in proc.stdout
+    assert 'cosub-efficient-unshared / cosub-masked: time' in proc.stdout
+    results = json.loads(out.read_text())['results']
+    assert list(results) == ['cosub-masked', 'cosub-efficient-unshared']
+    assert all(r['time_s'] > 0 for r in results.values())

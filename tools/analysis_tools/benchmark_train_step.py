@@ -43,9 +43,11 @@ import sys
 import time
 from typing import Dict, List
 
-VARIANTS = ('baseline', 'cosub-masked', 'cosub-efficient')
+VARIANTS = ('baseline', 'cosub-masked', 'cosub-efficient',
+            'cosub-efficient-unshared')
+DEFAULT_VARIANTS = VARIANTS[:3]
 COSUB_KEYS = ('cosub_loss', 'drop_path_rule', 'drop_path_rate',
-              'efficient_drop_path')
+              'efficient_drop_path', 'share_copies')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -66,8 +68,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--mem-steps', type=int, default=1,
                         help='measured steps per memory child process')
-    parser.add_argument('--variants', nargs='+', default=list(VARIANTS),
-                        choices=VARIANTS)
+    parser.add_argument(
+        '--variants', nargs='+', default=list(DEFAULT_VARIANTS),
+        choices=VARIANTS, help='cosub-efficient shares the branches of '
+        'identical copies (the default of CosubClassifier); '
+        'cosub-efficient-unshared does not')
+    parser.add_argument(
+        '--malloc', choices=('default', 'keep'), default='default',
+        help="'keep': glibc keeps freed memory (no mmap'd blocks, no trim) "
+        'instead of returning it to the kernel and page-faulting it back '
+        'in the next step; applies to every variant alike')
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--amp', action='store_true',
@@ -132,7 +142,8 @@ def variant_model(model: dict, variant: str, args) -> dict:
     else:
         model.update(drop_path_rule='uniform',
                      drop_path_rate=args.drop_path_rate,
-                     efficient_drop_path=variant == 'cosub-efficient')
+                     efficient_drop_path=variant.startswith('cosub-eff'),
+                     share_copies=variant == 'cosub-efficient')
     return model
 
 
@@ -177,6 +188,17 @@ def step(model, wrapper, data, device: str) -> float:
     if device.startswith('cuda'):
         torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def keep_freed_memory() -> None:
+    """Make glibc keep freed memory for reuse (a caching allocator, as on
+    CUDA): no block is served by its own mmap and the heap top is never
+    trimmed, so big activations do not page-fault in again every step."""
+    libc = ctypes.CDLL('libc.so.6')
+    m_mmap_max, m_trim_threshold = -4, -1
+    if not (libc.mallopt(m_mmap_max, 0)
+            and libc.mallopt(m_trim_threshold, -1)):  # -1: SIZE_MAX
+        raise RuntimeError('mallopt failed: --malloc keep needs glibc')
 
 
 def _status_kib(field: str) -> int:
@@ -275,14 +297,16 @@ def table(results: Dict[str, dict], args) -> str:
             f"{ratio(v, 'step_peak_mib')} | "
             f"{num(v, 'process_peak_mib', '.0f')} | "
             f"{ratio(v, 'process_peak_mib')} |")
-    if {'cosub-masked', 'cosub-efficient'} <= set(results):
-        m, e = results['cosub-masked'], results['cosub-efficient']
+    for v in ('cosub-efficient', 'cosub-efficient-unshared'):
+        if v not in results or 'cosub-masked' not in results:
+            continue
+        m, e = results['cosub-masked'], results[v]
         parts = [f'{name} {e[key] / m[key]:.2f}'
                  for name, key in (('time', 'time_s'),
                                    ('step peak', 'step_peak_mib'),
                                    ('process peak', 'process_peak_mib'))
                  if key in e and key in m]
-        lines.append('\ncosub-efficient / cosub-masked: ' + ', '.join(parts))
+        lines.append(f'\n{v} / cosub-masked: ' + ', '.join(parts))
     return '\n'.join(lines)
 
 
@@ -292,6 +316,8 @@ def main(argv=None) -> dict:
 
     import cosub_mm  # noqa: F401  (imported once, before the forks)
     torch.set_num_threads(args.threads)
+    if args.malloc == 'keep':
+        keep_freed_memory()  # before the forks: children inherit it
     results: Dict[str, dict] = {v: {} for v in args.variants}
     if not args.no_memory:
         for v in args.variants:
@@ -306,7 +332,8 @@ def main(argv=None) -> dict:
         'tiny ViT' if args.tiny else f'DeiT III-{args.arch}/16')
     print(f'{desc} @{args.img_size}, batch {args.batch_size} unique images, '
           f'uniform drop path {args.drop_path_rate}, {args.threads} threads, '
-          f'{args.device}{" bf16" if args.amp else ""}; median of '
+          f'{args.device}{" bf16" if args.amp else ""}, malloc '
+          f'{args.malloc}; median of '
           f'{args.steps} interleaved steps after {args.warmup} warm-up\n')
     print(table(results, args))
     if args.json:

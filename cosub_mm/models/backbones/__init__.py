@@ -1,7 +1,7 @@
 from .efficient_drop_path_blocks import (
     EfficientConvNeXtBlock, EfficientDeiT3TransformerEncoderLayer,
     EfficientSwinBlock, EfficientTransformerEncoderLayer,
-    enable_efficient_drop_path)
+    copy_sharing_blocker, enable_efficient_drop_path)
 from .pit import PiT, PiTBlock, PiTPooling
 from .regnety import RegNetY, RegNetYBottleneck, SqueezeExcitation
 
@@ -9,6 +9,6 @@ __all__ = [
     'EfficientTransformerEncoderLayer',
     'EfficientDeiT3TransformerEncoderLayer',
     'EfficientSwinBlock', 'EfficientConvNeXtBlock',
-    'enable_efficient_drop_path', 'PiT', 'PiTBlock', 'PiTPooling', 'RegNetY',
+    'enable_efficient_drop_path', 'copy_sharing_blocker', 'PiT', 'PiTBlock', 'PiTPooling', 'RegNetY',
     'RegNetYBottleneck', 'SqueezeExcitation'
 ]

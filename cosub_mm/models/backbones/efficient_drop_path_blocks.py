@@ -15,7 +15,7 @@ Example:
     ...                              arch='b', drop_path_rate=0.2))
     >>> enable_efficient_drop_path(backbone)  # 12 blocks converted
 """
-from typing import Dict, Sequence, Type
+from typing import Dict, Optional, Sequence, Type
 
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks.transformer import FFN
@@ -34,7 +34,7 @@ __all__ = [
     'EfficientTransformerEncoderLayer',
     'EfficientDeiT3TransformerEncoderLayer',
     'EfficientSwinBlock', 'EfficientConvNeXtBlock',
-    'enable_efficient_drop_path'
+    'enable_efficient_drop_path', 'copy_sharing_blocker'
 ]
 
 
@@ -91,13 +91,18 @@ class EfficientSwinBlock(SwinBlock):
 
     def forward(self, x: Tensor, hw_shape) -> Tensor:
 
+        # a checkpointed block replays its forward outside the cosub
+        # context, so it must compute the same rows both times
+        share = not self.with_cp
+
         def _inner_forward(x):
             x = drop_path_add(
                 x, lambda h: _attn_branch(self.attn, self.norm1(h), hw_shape),
-                _rate(self.attn.drop), self.training)
+                _rate(self.attn.drop), self.training, share)
             x = drop_path_add(x,
                               lambda h: _ffn_branch(self.ffn, self.norm2(h)),
-                              _rate(self.ffn.dropout_layer), self.training)
+                              _rate(self.ffn.dropout_layer), self.training,
+                              share)
             return x
 
         if self.with_cp and x.requires_grad:
@@ -135,7 +140,7 @@ class EfficientConvNeXtBlock(ConvNeXtBlock):
 
         def _inner_forward(x):
             return drop_path_add(x, self._branch, _rate(self.drop_path),
-                                 self.training)
+                                 self.training, not self.with_cp)
 
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(_inner_forward, x, use_reentrant=False)
@@ -197,3 +202,41 @@ def enable_efficient_drop_path(model: nn.Module) -> int:
             'PiT). Branches with BatchNorm (RegNet, XCiT) are not supported '
             'because their batch statistics would change.')
     return count
+
+
+def _is_efficient(module: nn.Module) -> bool:
+    return type(module) in EFFICIENT_BLOCKS.values() or getattr(
+        module, 'efficient_drop_path', False) is True
+
+
+def copy_sharing_blocker(model: nn.Module) -> Optional[str]:
+    """Why the stacked copies of an image may *not* share branches, if so.
+
+    :func:`~cosub_mm.models.utils.shared_copies` is exact only when every
+    random choice of the forward is a drop decision of
+    :func:`~cosub_mm.models.utils.drop_path_add`: two copies that are equal
+    must stay equal through anything else. This finds what breaks that.
+
+    Args:
+        model (nn.Module): The backbone (efficient blocks already enabled).
+
+    Returns:
+        str | None: The first blocker (a dropout with p > 0, or a drop path
+        with rate > 0 outside an efficient block), or None if sharing is
+        exact.
+    """
+    inside = set()
+    for module in model.modules():
+        if _is_efficient(module):
+            inside.update(id(m) for m in module.modules())
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
+            return f'{name} is a dropout with p={module.p}'
+        attn_drop = getattr(module, 'attn_drop', None)
+        if isinstance(attn_drop, float) and attn_drop > 0:
+            return f'{name} applies attention dropout {attn_drop}'
+        if (_rate(module) > 0 and 'DropPath' in type(module).__name__
+                and id(module) not in inside):
+            return (f'{name} is a masked drop path outside the efficient '
+                    'blocks')
+    return None

@@ -1,14 +1,17 @@
 """An mmpretrain ``ImageClassifier`` trained with cosub (Touvron et al.,
 *Co-training 2^L Submodels for Visual Recognition*, CVPR 2023)."""
-from typing import Dict, List, Optional
+from contextlib import nullcontext
+from typing import ContextManager, Dict, List, Optional
 
 import torch
+from mmengine.logging import print_log
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
-from cosub_mm.models.backbones import enable_efficient_drop_path
-from cosub_mm.models.utils import prepare_submodels
+from cosub_mm.models.backbones import (copy_sharing_blocker,
+                                       enable_efficient_drop_path)
+from cosub_mm.models.utils import prepare_submodels, shared_copies
 from cosub_mm.registry import MODELS
 
 __all__ = ['CosubClassifier']
@@ -39,6 +42,13 @@ class CosubClassifier(ImageClassifier):
             :func:`~cosub_mm.models.backbones.enable_efficient_drop_path`)
             instead of masking it. Same function, less compute. Supported
             for ViT, DeiT III, Swin, ConvNeXt and PiT. Defaults to False.
+        share_copies (bool): With ``efficient_drop_path``, also compute a
+            branch once for an image whose k copies are still identical
+            (same drop decisions so far) and all keep it
+            (:func:`~cosub_mm.models.utils.shared_copies`): same function,
+            less compute. Turned off by itself, with a warning, while the
+            backbone has dropout or masked drop paths outside the efficient
+            blocks. Defaults to True.
         **kwargs: The arguments of ``mmpretrain.ImageClassifier``
             (``backbone``, ``neck``, ``head``, ``data_preprocessor``,
             ``train_cfg`` with Mixup/CutMix ``augments``, ``init_cfg``).
@@ -60,6 +70,7 @@ class CosubClassifier(ImageClassifier):
                  drop_path_rule: Optional[str] = None,
                  drop_path_rate: Optional[float] = None,
                  efficient_drop_path: bool = False,
+                 share_copies: bool = True,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.head is None:
@@ -74,6 +85,22 @@ class CosubClassifier(ImageClassifier):
         self.drop_path_rule = drop_path_rule
         if efficient_drop_path:
             enable_efficient_drop_path(self.backbone)
+        self.share_copies = efficient_drop_path and share_copies
+        self._sharing_blocker: Optional[str] = None
+
+    def _copies_context(self, k: int) -> ContextManager:
+        """:func:`shared_copies` when sharing is on and exact, else nothing."""
+        if not self.share_copies:
+            return nullcontext()
+        # checked every step: hooks may raise rates or dropout later
+        blocker = copy_sharing_blocker(self.backbone)
+        if blocker != self._sharing_blocker and blocker is not None:
+            print_log(
+                f'CosubClassifier: share_copies is off while {blocker} '
+                '(copies could differ outside the efficient drop path).',
+                logger='current', level=30)
+        self._sharing_blocker = blocker
+        return nullcontext() if blocker else shared_copies(k)
 
     @property
     def num_submodels(self) -> int:
@@ -107,7 +134,8 @@ class CosubClassifier(ImageClassifier):
                 'copies of one image against each other. Set '
                 'train_dataloader.batch_size >= 2 (and drop_last=True), or '
                 'use a backbone without BatchNorm.')
-        feats = self.extract_feat(torch.cat([inputs] * k, dim=0))
+        with self._copies_context(k):
+            feats = self.extract_feat(torch.cat([inputs] * k, dim=0))
         logits = self.head(feats).chunk(k, dim=0)
         if 'gt_score' in data_samples[0]:
             target = torch.stack([s.gt_score for s in data_samples])

@@ -1,12 +1,15 @@
 """Efficient stochastic depth equals the masked one, draw for draw."""
+import contextlib
 import copy
 
 import pytest
 import torch
 
 import cosub_mm  # noqa: F401
-from cosub_mm.models.backbones import enable_efficient_drop_path
-from cosub_mm.models.utils import drop_path_add, set_drop_path_rates
+from cosub_mm.models.backbones import (copy_sharing_blocker,
+                                       enable_efficient_drop_path)
+from cosub_mm.models.utils import (CopyTracker, drop_path_add,
+                                   set_drop_path_rates, shared_copies)
 from cosub_mm.registry import MODELS
 
 from tiny_archs import IMG, TINY_ARCHS
@@ -127,3 +130,167 @@ def test_batchnorm_backbones_are_refused_with_a_clear_error():
     backbone = MODELS.build(copy.deepcopy(TINY_ARCHS['regnety'][0]))
     with pytest.raises(ValueError, match='RegNetY has no block'):
         enable_efficient_drop_path(backbone)
+
+
+# --- shared copies: a branch computed once for an image's identical copies
+
+
+def _linear_branch(seen):
+    lin = torch.nn.Linear(5, 5)
+
+    def branch(h):
+        seen.append(h.shape[0])
+        return torch.tanh(lin(h))
+
+    return lin, branch
+
+
+def _keep_mask(seed, rows, drop_prob):
+    torch.manual_seed(seed)
+    return (1 - drop_prob + torch.rand(rows, 1)).floor().view(-1).bool()
+
+
+@pytest.mark.parametrize('k', [2, 3])
+def test_shared_copies_compute_each_twin_branch_once(k):
+    n, drop = 4, 0.4
+    images = torch.randn(n, 5)
+    keep = _keep_mask(7, k * n, drop).view(k, n)
+    both = int(keep.all(0).sum())
+    assert 0 < both < n  # a mixed draw: some images shared, some not
+
+    def run(shared):
+        a = images.clone().requires_grad_()
+        seen = []
+        lin, branch = _linear_branch(seen)
+        torch.manual_seed(1)
+        lin.reset_parameters()
+        x = torch.cat([a] * k)
+        torch.manual_seed(7)
+        if shared:
+            with shared_copies(k) as tracker:
+                out = drop_path_add(x, branch, drop, True)
+            assert (tracker.computed_rows, tracker.kept_rows) == (
+                sum(seen), int(keep.sum()))
+        else:
+            out = drop_path_add(x, branch, drop, True)
+        (out * torch.arange(out.numel()).view_as(out)).sum().backward()
+        return out, a.grad, lin.weight.grad, sum(seen)
+
+    out_s, ga_s, gw_s, rows_s = run(True)
+    out_u, ga_u, gw_u, rows_u = run(False)
+    assert rows_u == int(keep.sum())
+    assert rows_s == rows_u - (k - 1) * both
+    torch.testing.assert_close(out_s, out_u)
+    torch.testing.assert_close(ga_s, ga_u)
+    torch.testing.assert_close(gw_s, gw_u)
+
+
+def test_copies_with_different_rows_are_not_shared():
+    a, b = torch.randn(3, 5), torch.randn(3, 5)
+    x = torch.cat([a, b])  # not copies, although declared as such
+    seen = []
+    _, branch = _linear_branch(seen)
+    torch.manual_seed(0)
+    with shared_copies(2) as tracker:
+        out = drop_path_add(x, branch, 1e-9, True)
+    assert seen == [6] and tracker.computed_rows == 6
+    torch.testing.assert_close(out, x + branch(x))
+    assert not tracker.twins.any()  # and never shared later
+
+
+def test_tracker_forgets_twins_whose_decisions_differed():
+    tracker = CopyTracker(2)
+    x = torch.zeros(4, 3)  # equal values throughout, e.g. zero branches
+    # image 0: copy 0 keeps, copy 1 drops -> no longer twins
+    assert tracker.update(x, torch.tensor([1, 0, 0, 0]).bool(), True) \
+        is None
+    assert tracker.twins.tolist() == [False, True]
+    shared = tracker.update(x, torch.ones(4, dtype=torch.bool), True)
+    assert shared.tolist() == [False, True]
+
+
+def _cosub(arch, efficient, share=True, rate=0.1, **backbone_kw):
+    backbone, neck, head = copy.deepcopy(TINY_ARCHS[arch])
+    backbone.update(backbone_kw)
+    torch.manual_seed(0)
+    return MODELS.build(
+        dict(type='cosub_mm.CosubClassifier', backbone=backbone, neck=neck,
+             head=head, drop_path_rule='uniform', drop_path_rate=rate,
+             efficient_drop_path=efficient, share_copies=share))
+
+
+def _cosub_step(model, seed=3):
+    from mmpretrain.structures import DataSample
+    model.train()
+    model.zero_grad()
+    x = torch.randn(8, 3, IMG, IMG,
+                    generator=torch.Generator().manual_seed(5))
+    samples = [DataSample().set_gt_label(i % 3) for i in range(8)]
+    torch.manual_seed(seed)
+    losses = model.loss(x, samples)
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    return losses, {k: p.grad.clone() if p.grad is not None else
+                    torch.zeros_like(p) for k, p in model.named_parameters()}
+
+
+@pytest.fixture
+def trackers(monkeypatch):
+    """The CopyTrackers the classifier opens, in order."""
+    from cosub_mm.models.classifiers import cosub_classifier
+    opened = []
+
+    @contextlib.contextmanager
+    def recording(k):
+        with shared_copies(k) as tracker:
+            opened.append(tracker)
+            yield tracker
+
+    monkeypatch.setattr(cosub_classifier, 'shared_copies', recording)
+    return opened
+
+
+@pytest.mark.parametrize('arch', ['deit3', 'swin', 'convnext', 'pit'])
+def test_cosub_sharing_equals_masked_and_computes_less(arch, trackers):
+    masked = _cosub(arch, efficient=False)
+    shared = _cosub(arch, efficient=True)
+    shared.load_state_dict(masked.state_dict())
+    losses_m, grads_m = _cosub_step(masked)
+    losses_s, grads_s = _cosub_step(shared)
+    for key in ('loss_label', 'loss_distill'):
+        torch.testing.assert_close(losses_s[key], losses_m[key])
+    for key in grads_m:
+        torch.testing.assert_close(grads_s[key], grads_m[key], rtol=1e-4,
+                                   atol=1e-6, msg=key)
+    (tracker, ) = trackers
+    # seed 3 at rate 0.1: both copies keep the first branch of most images
+    assert 0 < tracker.computed_rows < tracker.kept_rows
+
+
+def test_checkpointed_blocks_do_not_share_but_still_match(trackers):
+    masked = _cosub('swin', efficient=False, with_cp=True)
+    shared = _cosub('swin', efficient=True, with_cp=True)
+    shared.load_state_dict(masked.state_dict())
+    _, grads_m = _cosub_step(masked)
+    _, grads_s = _cosub_step(shared)
+    for key in grads_m:
+        torch.testing.assert_close(grads_s[key], grads_m[key], rtol=1e-4,
+                                   atol=1e-6, msg=key)
+    assert trackers[0].computed_rows == trackers[0].kept_rows > 0
+
+
+def test_dropout_or_masked_blocks_turn_sharing_off(trackers):
+    from mmpretrain.models.backbones.deit3 import \
+        DeiT3TransformerEncoderLayer
+    model = _cosub('deit3', efficient=True, drop_rate=0.1)
+    assert copy_sharing_blocker(model.backbone) == \
+        'drop_after_pos is a dropout with p=0.1'
+    _cosub_step(model)
+    assert trackers == []  # no context opened: the copies' dropout differs
+    model = _cosub('deit3', efficient=True)
+    assert copy_sharing_blocker(model.backbone) is None
+    model.backbone.layers[1].__class__ = DeiT3TransformerEncoderLayer
+    assert copy_sharing_blocker(model.backbone).startswith(
+        'layers.1.attn.out_drop is a masked drop path')
+    _cosub_step(model)
+    assert trackers == []
+    assert _cosub('deit3', efficient=True, share=False).share_copies is False
