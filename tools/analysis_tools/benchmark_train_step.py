@@ -26,6 +26,15 @@ Python/library baseline. *Process peak* is the high-water mark itself (what
 must fit in RAM). On CUDA the same two numbers come
 from ``torch.cuda.max_memory_allocated``.
 
+Allocator (CPU): by default (``--malloc keep``) glibc is told to keep the
+memory a step frees for the next step, as PyTorch's caching allocator does
+on CUDA. With glibc's own defaults (``--malloc default``) every block over
+32 MiB is mmap'd and unmapped again, and the heap top is trimmed, so each
+step page-faults its big activations back in: on this 2-core machine that
+put 12 % of the CPU time in the kernel and made the 2x-row cosub steps cost
+more than twice a baseline step (DeiT III-B: masked 2.59x instead of
+2.01x), an artefact of the allocator, not of the method.
+
 Example:
     python tools/analysis_tools/benchmark_train_step.py --arch base \\
         --batch-size 16 --drop-path-rate 0.2 --steps 5
@@ -74,7 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         'identical copies (the default of CosubClassifier); '
         'cosub-efficient-unshared does not')
     parser.add_argument(
-        '--malloc', choices=('default', 'keep'), default='default',
+        '--malloc', choices=('default', 'keep'), default='keep',
         help="'keep': glibc keeps freed memory (no mmap'd blocks, no trim) "
         'instead of returning it to the kernel and page-faulting it back '
         'in the next step; applies to every variant alike')
@@ -316,7 +325,7 @@ def main(argv=None) -> dict:
 
     import cosub_mm  # noqa: F401  (imported once, before the forks)
     torch.set_num_threads(args.threads)
-    if args.malloc == 'keep':
+    if args.malloc == 'keep' and args.device == 'cpu':
         keep_freed_memory()  # before the forks: children inherit it
     results: Dict[str, dict] = {v: {} for v in args.variants}
     if not args.no_memory:
@@ -332,8 +341,9 @@ def main(argv=None) -> dict:
         'tiny ViT' if args.tiny else f'DeiT III-{args.arch}/16')
     print(f'{desc} @{args.img_size}, batch {args.batch_size} unique images, '
           f'uniform drop path {args.drop_path_rate}, {args.threads} threads, '
-          f'{args.device}{" bf16" if args.amp else ""}, malloc '
-          f'{args.malloc}; median of '
+          f'{args.device}{" bf16" if args.amp else ""}'
+          f'{", malloc " + args.malloc if args.device == "cpu" else ""}; '
+          'median of '
           f'{args.steps} interleaved steps after {args.warmup} warm-up\n')
     print(table(results, args))
     if args.json:

@@ -294,3 +294,28 @@ def test_dropout_or_masked_blocks_turn_sharing_off(trackers):
     _cosub_step(model)
     assert trackers == []
     assert _cosub('deit3', efficient=True, share=False).share_copies is False
+
+
+@pytest.mark.parametrize('drop', [0.05, 0.2])
+def test_shared_compute_matches_the_twin_probability(drop):
+    """Over L branches, copies stay twins with probability q^j before branch
+    j (q = (1-p)^2 + p^2) and then both keep with (1-p)^2, so sharing
+    computes ``sum_j 2n(1-p) - n(1-p)^2 q^j`` rows instead of ``2Ln(1-p)``.
+    """
+    n, branches = 4000, 24
+    x = torch.zeros(2 * n, 1)
+    torch.manual_seed(0)
+    with shared_copies(2) as tracker:
+        for _ in range(branches):
+            x = drop_path_add(x, lambda h: h + 1, drop, True)
+    keep = 1 - drop
+    q = keep**2 + drop**2
+    expected = sum(2 * n * keep - n * keep**2 * q**j
+                   for j in range(branches))
+    assert tracker.computed_rows == pytest.approx(expected, rel=0.01)
+    assert tracker.kept_rows == pytest.approx(2 * n * keep * branches,
+                                              rel=0.01)
+    # the twins' rows really are equal, the others not
+    rows = x.view(2, n)
+    assert torch.equal(rows[0][tracker.twins], rows[1][tracker.twins])
+    assert tracker.twins.sum() == pytest.approx(n * q**branches, abs=60)
