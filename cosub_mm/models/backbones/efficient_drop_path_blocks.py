@@ -29,6 +29,7 @@ from mmpretrain.models.utils import MultiheadAttention
 from torch import Tensor, nn
 
 from cosub_mm.models.utils import drop_path_add, drop_path_disabled
+from cosub_mm.models.utils.drop_path import _is_drop_path
 
 __all__ = [
     'EfficientTransformerEncoderLayer',
@@ -235,7 +236,7 @@ def copy_sharing_blocker(model: nn.Module) -> Optional[str]:
         attn_drop = getattr(module, 'attn_drop', None)
         if isinstance(attn_drop, float) and attn_drop > 0:
             return f'{name} applies attention dropout {attn_drop}'
-        if (_rate(module) > 0 and 'DropPath' in type(module).__name__
+        if (_is_drop_path(module) and _rate(module) > 0
                 and id(module) not in inside):
             return (f'{name} is a masked drop path outside the efficient '
                     'blocks')

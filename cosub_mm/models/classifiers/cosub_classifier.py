@@ -1,5 +1,6 @@
 """An mmpretrain ``ImageClassifier`` trained with cosub (Touvron et al.,
 *Co-training 2^L Submodels for Visual Recognition*, CVPR 2023)."""
+import logging
 from contextlib import nullcontext
 from typing import ContextManager, Dict, List, Optional
 
@@ -98,7 +99,7 @@ class CosubClassifier(ImageClassifier):
             print_log(
                 f'CosubClassifier: share_copies is off while {blocker} '
                 '(copies could differ outside the efficient drop path).',
-                logger='current', level=30)
+                logger='current', level=logging.WARNING)
         self._sharing_blocker = blocker
         return nullcontext() if blocker else shared_copies(k)
 
