@@ -162,11 +162,16 @@ def drop_path_add(x: Tensor,
     Returns:
         Tensor: The block output.
     """
-    if not training or drop_prob <= 0.0:
-        return x + branch(x)
-    keep_prob = 1.0 - drop_prob
-    keep = sample_keep_mask(x, drop_prob)
     tracker = _TRACKER.get()
+    if not training or (drop_prob <= 0.0 and tracker is None):
+        return x + branch(x)
+    if drop_prob <= 0.0:
+        # every row keeps it (and, like DropPath, no random number is drawn)
+        keep_prob = 1.0
+        keep = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    else:
+        keep_prob = 1.0 - drop_prob
+        keep = sample_keep_mask(x, drop_prob)
     shared = tracker.update(x, keep, share) if tracker is not None else None
     compute = keep
     if shared is not None:

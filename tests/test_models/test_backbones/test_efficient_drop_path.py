@@ -209,13 +209,14 @@ def test_tracker_forgets_twins_whose_decisions_differed():
     assert shared.tolist() == [False, True]
 
 
-def _cosub(arch, efficient, share=True, rate=0.1, **backbone_kw):
+def _cosub(arch, efficient, share=True, rate=0.1, rule='uniform',
+           **backbone_kw):
     backbone, neck, head = copy.deepcopy(TINY_ARCHS[arch])
     backbone.update(backbone_kw)
     torch.manual_seed(0)
     return MODELS.build(
         dict(type='cosub_mm.CosubClassifier', backbone=backbone, neck=neck,
-             head=head, drop_path_rule='uniform', drop_path_rate=rate,
+             head=head, drop_path_rule=rule, drop_path_rate=rate,
              efficient_drop_path=efficient, share_copies=share))
 
 
@@ -249,10 +250,14 @@ def trackers(monkeypatch):
     return opened
 
 
-@pytest.mark.parametrize('arch', ['deit3', 'swin', 'convnext', 'pit'])
-def test_cosub_sharing_equals_masked_and_computes_less(arch, trackers):
-    masked = _cosub(arch, efficient=False)
-    shared = _cosub(arch, efficient=True)
+@pytest.mark.parametrize('arch,rule', [('deit3', 'uniform'),
+                                       ('deit3', 'linear'),
+                                       ('swin', 'uniform'),
+                                       ('convnext', 'uniform'),
+                                       ('pit', 'uniform')])
+def test_cosub_sharing_equals_masked_and_computes_less(arch, rule, trackers):
+    masked = _cosub(arch, efficient=False, rule=rule)
+    shared = _cosub(arch, efficient=True, rule=rule)
     shared.load_state_dict(masked.state_dict())
     losses_m, grads_m = _cosub_step(masked)
     losses_s, grads_s = _cosub_step(shared)
@@ -319,3 +324,23 @@ def test_shared_compute_matches_the_twin_probability(drop):
     rows = x.view(2, n)
     assert torch.equal(rows[0][tracker.twins], rows[1][tracker.twins])
     assert tracker.twins.sum() == pytest.approx(n * q**branches, abs=60)
+
+
+def test_rate_zero_branches_are_shared_without_drawing():
+    """Blocks at rate 0 (e.g. early blocks of the linear rule) keep every
+    copy, so twins stay twins and the branch runs once per image; like
+    DropPath, no random number is drawn for them."""
+    images = torch.randn(3, 5)
+    x = torch.cat([images] * 2)
+    seen = []
+    _, branch = _linear_branch(seen)
+    state = torch.get_rng_state()
+    with shared_copies(2) as tracker:
+        out = drop_path_add(x, branch, 0.0, True)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert seen == [3] and tracker.twins.all()
+    torch.testing.assert_close(out, x + branch(x))
+    # outside the context: the plain residual on every row
+    seen.clear()
+    drop_path_add(x, branch, 0.0, True)
+    assert seen == [6]
