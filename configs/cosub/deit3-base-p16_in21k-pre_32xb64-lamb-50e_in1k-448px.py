@@ -4,33 +4,11 @@
 # paper's 87.4% cosub ViT-B (LAMB lr 3e-4, weight decay 0.02, 50 epochs,
 # batch 32 x 64 = 2048, drop path 0.15 in every block, CutMix 1.0, label
 # smoothing 0.1, Simple Random Crop + 3-Augment + ColorJitter 0.3).
-_base_ = [
-    '../_base_/datasets/imagenet_bs128_deit3-3aug-src_224.py',
-    '../_base_/schedules/imagenet_bs2048_lamb_50e-ft.py',
-    '../_base_/default_runtime.py',
-]
+_base_ = './deit3-base-p16_in21k-pre_32xb64-lamb-50e_in1k.py'
 
-model = dict(
-    type='ImageClassifier',
-    backbone=dict(
-        type='DeiT3', arch='b', img_size=448, patch_size=16,
-        drop_path_rate=0.15,
-        init_cfg=dict(
-            type='Pretrained',
-            checkpoint=('work_dirs/deit3-base-p16_32xb64-lamb-240e_in21k/'
-                        'backbone.pth'),
-            prefix='backbone.')),
-    neck=None,
-    head=dict(
-        type='VisionTransformerClsHead',
-        num_classes=1000,
-        in_channels=768,
-        loss=dict(
-            type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
-        init_cfg=dict(type='TruncNormal', layer='Linear', std=.02)),
-    train_cfg=dict(augments=[dict(type='CutMix', alpha=1.0)]))
+model = dict(backbone=dict(img_size=448))
 
-# The _base_ dataset file's SRC pipelines at 448 px (eval: 448 / 0.875).
+# The 224 px config's SRC pipelines at 448 px (eval: 448 / 0.875).
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='ResizeEdge', scale=448, edge='short', backend='pillow',
@@ -49,7 +27,6 @@ test_pipeline = [
     dict(type='CenterCrop', crop_size=448),
     dict(type='PackInputs'),
 ]
-train_dataloader = dict(batch_size=64, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(batch_size=64, dataset=dict(pipeline=test_pipeline))
-test_dataloader = dict(batch_size=64, dataset=dict(pipeline=test_pipeline))
-custom_hooks = [dict(type='cosub_mm.DropPathRateHook', rule='uniform')]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

@@ -6,30 +6,17 @@
 # drop path 0.4 in every block, CutMix 1.0, label smoothing 0.1, Simple
 # Random Crop + 3-Augment + ColorJitter 0.3).
 _base_ = [
+    '../_base_/models/deit3-p16_in21k-pre_in1k.py',
     '../_base_/datasets/imagenet_bs128_deit3-3aug-src_224.py',
     '../_base_/schedules/imagenet_bs2048_lamb_50e-ft.py',
     '../_base_/default_runtime.py',
 ]
 
 model = dict(
-    type='ImageClassifier',
     backbone=dict(
-        type='DeiT3', arch='l', img_size=224, patch_size=16,
-        drop_path_rate=0.4,
-        init_cfg=dict(
-            type='Pretrained',
-            checkpoint=('work_dirs/deit3-large-p16_32xb64-lamb-240e_in21k/'
-                        'backbone.pth'),
-            prefix='backbone.')),
-    neck=None,
-    head=dict(
-        type='VisionTransformerClsHead',
-        num_classes=1000,
-        in_channels=1024,
-        loss=dict(
-            type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
-        init_cfg=dict(type='TruncNormal', layer='Linear', std=.02)),
-    train_cfg=dict(augments=[dict(type='CutMix', alpha=1.0)]))
+        arch='l', drop_path_rate=0.4,
+        init_cfg=dict(checkpoint='work_dirs/deit3-large-p16_32xb64-lamb-240e_in21k/backbone.pth')),
+    head=dict(in_channels=1024))
 
 train_dataloader = dict(batch_size=64)
 val_dataloader = dict(batch_size=64)

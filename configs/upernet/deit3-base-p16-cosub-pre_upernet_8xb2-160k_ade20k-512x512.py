@@ -5,13 +5,7 @@
 # an official deit/cosub checkpoint converted with
 # tools/model_converters/deit_to_mmpretrain.py, e.g.
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
-_base_ = [
-    '../_base_/models/upernet_deit3-p16_mln.py',
-    'mmseg::_base_/datasets/ade20k.py', 'mmseg::_base_/default_runtime.py',
-    '../_base_/schedules/upernet_adamw-poly-160k.py'
-]
-default_scope = 'mmseg'
-custom_imports = dict(imports=['cosub_mm'], allow_failed_imports=False)
+_base_ = './deit3-small-p16-cosub-pre_upernet_8xb2-160k_ade20k-512x512.py'
 checkpoint = 'work_dirs/cosub_deit3-base-p16_8xb256-lamb-800e_in1k-192px/backbone.pth'  # noqa
 model = dict(
     backbone=dict(
@@ -22,8 +16,3 @@ model = dict(
     neck=dict(in_channels=[768] * 4, out_channels=768),
     decode_head=dict(in_channels=[768] * 4),
     auxiliary_head=dict(in_channels=768))
-optim_wrapper = dict(
-    optimizer=dict(lr=1e-4), paramwise_cfg=dict(layer_decay_rate=0.65))
-train_dataloader = dict(batch_size=2)
-val_dataloader = dict(batch_size=1)
-test_dataloader = val_dataloader
