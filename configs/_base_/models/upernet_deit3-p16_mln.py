@@ -2,20 +2,8 @@
 # DeiT3, LayerScale on): four block outputs as feature maps, brought to
 # strides 4/8/16/32 by MultiLevelNeck (scales 4, 2, 1, 0.5), as mmseg's
 # vit_deit-*_mln_upernet configs. Sizes are DeiT3-B; configs override them.
-# LayerDecayEncoderDecoder lets mmpretrain's layer-decay constructor see
-# the backbone depth of every parameter (STACK.md breakage 7).
-norm_cfg = dict(type='SyncBN', requires_grad=True)
-data_preprocessor = dict(
-    type='SegDataPreProcessor',
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    bgr_to_rgb=True,
-    pad_val=0,
-    seg_pad_val=255,
-    size=(512, 512))
+_base_ = './upernet.py'
 model = dict(
-    type='cosub_mm.LayerDecayEncoderDecoder',
-    data_preprocessor=data_preprocessor,
     backbone=dict(
         type='mmpretrain.DeiT3',
         arch='base',
@@ -35,30 +23,5 @@ model = dict(
         in_channels=[768, 768, 768, 768],
         out_channels=768,
         scales=[4, 2, 1, 0.5]),
-    decode_head=dict(
-        type='UPerHead',
-        in_channels=[768, 768, 768, 768],
-        in_index=[0, 1, 2, 3],
-        pool_scales=(1, 2, 3, 6),
-        channels=512,
-        dropout_ratio=0.1,
-        num_classes=150,
-        norm_cfg=norm_cfg,
-        align_corners=False,
-        loss_decode=dict(
-            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
-    auxiliary_head=dict(
-        type='FCNHead',
-        in_channels=768,
-        in_index=3,
-        channels=256,
-        num_convs=1,
-        concat_input=False,
-        dropout_ratio=0.1,
-        num_classes=150,
-        norm_cfg=norm_cfg,
-        align_corners=False,
-        loss_decode=dict(
-            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
-    train_cfg=dict(),
-    test_cfg=dict(mode='whole'))
+    decode_head=dict(in_channels=[768, 768, 768, 768]),
+    auxiliary_head=dict(in_channels=768, in_index=3))
