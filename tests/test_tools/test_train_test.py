@@ -102,3 +102,22 @@ def test_dist_train_two_processes_gloo(cls_data_root, tmp_path):
     # 24 validation images, batch 4, split over 2 ranks: 3 batches each.
     assert 'Epoch(val) [0][3/3]' in log
     assert last_iter(work_dir) == 4
+
+
+def test_dist_train_cosub_efficient_when_a_batch_drops_a_whole_block(
+        cls_data_root, tmp_path):
+    """At drop rate 0.9 the 8 rows of a step often all drop a branch; DDP
+    still needs a (zero) gradient for its parameters, as in masked cosub."""
+    work_dir = str(tmp_path / 'work')
+    env = tool_env(PYTHON=sys.executable, PORT=str(_free_port()))
+    import subprocess
+    proc = subprocess.run(
+        ['bash', 'tools/dist_train.sh', CLS_CFG, '2', '--work-dir', work_dir,
+         '--cfg-options', 'model.type=cosub_mm.CosubClassifier',
+         'model.efficient_drop_path=True', 'model.drop_path_rule=uniform',
+         'model.drop_path_rate=0.9', 'randomness.seed=0'] +
+        data_options(cls_data_root),
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert 'loss_distill' in log and last_iter(work_dir) == 4

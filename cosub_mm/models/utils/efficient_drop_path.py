@@ -183,9 +183,10 @@ def drop_path_add(x: Tensor,
         tracker.computed_rows += idx.numel()
         tracker.kept_rows += int(keep.sum())
     if idx.numel() == 0:
-        # Every sample skips the block: its parameters get no gradient
-        # (the masked form gives them zeros).
-        return x
+        # Every sample drops the branch. The masked form still gives its
+        # parameters zero gradients, which AdamW applies (decay, moments)
+        # and DDP waits for; one row times zero keeps that, almost free.
+        return x + branch(x[:1]).sum() * 0.0
     if idx.numel() == x.shape[0]:
         return x + branch(x) / keep_prob
     out = branch(x.index_select(0, idx)).to(x.dtype)

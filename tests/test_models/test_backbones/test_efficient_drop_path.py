@@ -43,10 +43,8 @@ def _run(model, x, seed, train=True):
     out = model(x)[-1].flatten(1)
     w = torch.linspace(-1, 1, out.shape[1])
     (out * w).sum().backward()
-    grads = {
-        k: (p.grad.clone() if p.grad is not None else torch.zeros_like(p))
-        for k, p in model.named_parameters()
-    }
+    grads = {k: p.grad.clone() for k, p in model.named_parameters()
+             if p.grad is not None}
     return out.detach(), grads
 
 
@@ -59,6 +57,7 @@ def test_efficient_equals_masked_outputs_and_gradients(arch, rate):
     out_m, grads_m = _run(masked, x, seed=3)
     out_e, grads_e = _run(efficient, x, seed=3)
     torch.testing.assert_close(out_e, out_m, rtol=1e-4, atol=1e-5)
+    assert grads_e.keys() == grads_m.keys()  # None exactly where masked has
     for k in grads_m:
         torch.testing.assert_close(
             grads_e[k], grads_m[k], rtol=1e-3, atol=1e-5, msg=k)
@@ -99,12 +98,18 @@ def test_branch_runs_only_on_kept_rows():
                                .expand(6, 5))
 
 
-def test_every_sample_dropping_skips_the_branch():
+def test_every_sample_dropping_gives_zero_gradients_like_masked():
     x = torch.randn(4, 5)
-    calls = []
+    lin = torch.nn.Linear(5, 5)
+    rows = []
     torch.manual_seed(0)
-    out = drop_path_add(x, lambda h: calls.append(1) or h, 0.9999, True)
-    assert calls == [] and torch.equal(out, x)
+    out = drop_path_add(x, lambda h: rows.append(len(h)) or lin(h), 0.9999,
+                        True)
+    assert rows == [1] and torch.equal(out, x)  # one row, times zero
+    out.sum().backward()
+    # zeros, not None: AdamW then decays and moves them as in the masked
+    # form, and DDP sees every parameter used
+    assert torch.equal(lin.weight.grad, torch.zeros(5, 5))
     # no sample drops: the whole batch, scaled by 1 / keep_prob
     out = drop_path_add(x, lambda h: 3 * h, 1e-9, True)
     torch.testing.assert_close(out, x + 3 * x / (1 - 1e-9))
