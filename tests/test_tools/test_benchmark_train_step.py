@@ -82,3 +82,18 @@ print(before - rss())
         freed[mode] = float(out.stdout.split()[-1])
     assert freed['default'] > 190  # given back to the kernel at once
     assert freed['keep'] < 10  # kept for the next step
+
+
+def test_config_gives_size_channels_classes_and_rate():
+    """The demo config: 28 px grayscale, 10 classes, rate 0.1, its own
+    preprocessor (one channel) and no Mixup."""
+    proc = run_tool([
+        'tools/analysis_tools/benchmark_train_step.py', '--config',
+        'configs/demo/cosub_vit-6l-128d-p4_1xb128-adamw-60e_fashion-mnist-'
+        '2k.py', '--steps', '1', '--warmup', '1', '--batch-size', '4',
+        '--no-memory', '--variants', 'baseline', 'cosub-efficient'
+    ])
+    assert '@28, batch 4 unique images, uniform drop path 0.1,' in \
+        proc.stdout
+    rows = [l for l in proc.stdout.splitlines() if l.startswith('| cosub')]
+    assert len(rows) == 1 and float(rows[0].split('|')[3]) > 0

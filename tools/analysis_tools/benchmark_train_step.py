@@ -66,12 +66,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         '(default: DeiT III ViT of --arch, patch 16)')
     parser.add_argument('--arch', default='small',
                         help='DeiT III arch without --config (small, base)')
-    parser.add_argument('--img-size', type=int, default=224)
+    parser.add_argument('--img-size', type=int,
+                        help='default: the config\'s, else 224')
     parser.add_argument('--batch-size', type=int, default=16,
                         help='unique images per step (cosub runs 2x rows)')
-    parser.add_argument('--num-classes', type=int, default=1000)
-    parser.add_argument('--drop-path-rate', type=float, default=0.2,
-                        help='rate set in every block (uniform rule)')
+    parser.add_argument('--num-classes', type=int,
+                        help='default: the config\'s, else 1000')
+    parser.add_argument('--drop-path-rate', type=float,
+                        help='rate set in every block (uniform rule); '
+                        'default: the config\'s, else 0.2')
     parser.add_argument('--steps', type=int, default=5,
                         help='measured steps per variant (median)')
     parser.add_argument('--warmup', type=int, default=1)
@@ -102,21 +105,50 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.tiny:
         args.img_size = 32
         args.num_classes = 10
+    args.in_channels = 3
+    if args.config:
+        _defaults_from_config(args)
+    for key, value in (('img_size', 224), ('num_classes', 1000),
+                       ('drop_path_rate', 0.2)):
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     return args
+
+
+def _defaults_from_config(args) -> None:
+    """Image size, classes, channels and drop rate the config trains with."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(args.config)
+    model = cfg.model
+    img_size = model.backbone.get('img_size')
+    if args.img_size is None and img_size is not None:
+        args.img_size = img_size if isinstance(img_size, int) else \
+            img_size[0]
+    if args.num_classes is None:
+        args.num_classes = model.head.get('num_classes')
+    if args.drop_path_rate is None:
+        args.drop_path_rate = model.get('drop_path_rate') or \
+            model.backbone.get('drop_path_rate')
+    args.in_channels = model.backbone.get('in_channels', 3)
 
 
 def base_model(args) -> dict:
     """The cosub model config of the run (CosubClassifier)."""
     if args.config:
         from mmengine.config import Config
-        model = Config.fromfile(args.config).model.to_dict()
+        cfg = Config.fromfile(args.config)
+        model = cfg.model.to_dict()
         if model['type'] not in ('cosub_mm.CosubClassifier',
                                  'CosubClassifier'):
             raise ValueError(f'{args.config}: model.type must be '
                              f"cosub_mm.CosubClassifier, got {model['type']}")
         model.pop('init_cfg', None)  # nothing may be downloaded
         model['backbone'].pop('init_cfg', None)
-        return model
+        if 'data_preprocessor' not in model and cfg.get('data_preprocessor'):
+            # the runner merges the top-level one into the model
+            model['data_preprocessor'] = dict(
+                type='ClsDataPreprocessor', **cfg.data_preprocessor)
+        return model  # and its own train_cfg (batch augments) or none
     if args.tiny:
         arch = dict(embed_dims=32, num_layers=2, num_heads=2,
                     feedforward_channels=64)
@@ -133,17 +165,17 @@ def base_model(args) -> dict:
         neck=None,
         head=dict(type='VisionTransformerClsHead',
                   num_classes=args.num_classes, in_channels=dims,
-                  loss=dict(type='CrossEntropyLoss', use_sigmoid=True)))
+                  loss=dict(type='CrossEntropyLoss', use_sigmoid=True)),
+        data_preprocessor=dict(
+            type='ClsDataPreprocessor', num_classes=args.num_classes,
+            mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+            to_rgb=True),
+        train_cfg=dict(augments=[
+            dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]))
 
 
 def variant_model(model: dict, variant: str, args) -> dict:
     model = copy.deepcopy(model)
-    model.setdefault('data_preprocessor', dict(
-        type='ClsDataPreprocessor', num_classes=args.num_classes,
-        mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
-        to_rgb=True))
-    model.setdefault('train_cfg', dict(augments=[
-        dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]))
     if variant == 'baseline':
         for key in COSUB_KEYS:
             model.pop(key, None)
@@ -177,7 +209,8 @@ def build(variant: str, args):
     g = torch.Generator().manual_seed(1)
     data = dict(
         inputs=[
-            torch.randint(0, 256, (3, args.img_size, args.img_size),
+            torch.randint(0, 256,
+                          (args.in_channels, args.img_size, args.img_size),
                           generator=g, dtype=torch.uint8)
             for _ in range(args.batch_size)
         ],
