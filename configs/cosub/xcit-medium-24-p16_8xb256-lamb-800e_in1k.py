@@ -3,49 +3,12 @@
 # (El-Nouby et al., NeurIPS 2021; 84.4 M parameters) with the DeiT III
 # ImageNet-1k recipe of configs/cosub/README.md and drop path 0.15 in every
 # block.
-_base_ = [
-    '../_base_/datasets/imagenet_bs256_deit3-3aug_224.py',
-    '../_base_/schedules/imagenet_bs2048_lamb_800e.py',
-    '../_base_/default_runtime.py',
-]
+_base_ = './xcit-small-12-p16_8xb256-lamb-800e_in1k.py'
 
 model = dict(
-    type='ImageClassifier',
     backbone=dict(
-        type='XCiT',
-        img_size=224,
-        patch_size=16,
         embed_dims=512,
         depth=24,
-        num_heads=8,
-        mlp_ratio=4,
-        qkv_bias=True,
         layer_scale_init_value=1e-5,
-        tokens_norm=True,
-        drop_path_rate=0.15,
-        out_type='cls_token'),
-    neck=None,
-    head=dict(
-        type='LinearClsHead',
-        num_classes=1000,
-        in_channels=512,
-        loss=dict(type='cosub_mm.DeiT3BCELoss')),
-    train_cfg=dict(augments=[
-        dict(type='Mixup', alpha=0.8),
-        dict(type='CutMix', alpha=1.0),
-    ]))
-
-custom_hooks = [
-    # the same drop-path rate in every block, as cosub and DeiT III use it
-    dict(type='cosub_mm.DropPathRateHook', rule='uniform'),
-    dict(type='cosub_mm.BackboneExportHook'),
-]
-
-# configs/cosub tests: XCiT has no arch presets; patch 8 on 32 px
-tiny_overrides = {
-    'model.backbone.embed_dims': 32,
-    'model.backbone.depth': 1,
-    'model.backbone.cls_attn_layers': 1,
-    'model.backbone.num_heads': 2,
-    'model.backbone.patch_size': 8,
-}
+        drop_path_rate=0.15),
+    head=dict(in_channels=512))
