@@ -44,6 +44,7 @@ Example:
 import argparse
 import copy
 import ctypes
+import functools
 import gc
 import json
 import re
@@ -115,10 +116,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+@functools.lru_cache(maxsize=None)
+def _load_config(path: str):
+    """The config, parsed once (every variant and child builds from it)."""
+    from mmengine.config import Config
+    return Config.fromfile(path)
+
+
 def _defaults_from_config(args) -> None:
     """Image size, classes, channels and drop rate the config trains with."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(args.config)
+    cfg = _load_config(args.config)
     model = cfg.model
     img_size = model.backbone.get('img_size')
     if args.img_size is None and img_size is not None:
@@ -135,8 +142,7 @@ def _defaults_from_config(args) -> None:
 def base_model(args) -> dict:
     """The cosub model config of the run (CosubClassifier)."""
     if args.config:
-        from mmengine.config import Config
-        cfg = Config.fromfile(args.config)
+        cfg = _load_config(args.config)
         model = cfg.model.to_dict()
         if model['type'] not in ('cosub_mm.CosubClassifier',
                                  'CosubClassifier'):
