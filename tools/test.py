@@ -1,6 +1,6 @@
 """Evaluate a checkpoint with an mmpretrain- or mmseg-scoped config.
 
-The checkpoint is read with weights-only unpickling (see cosub_mm.compat):
+The checkpoint is read with weights-only unpickling (see cosub_mm.fileio):
 a file whose pickle would run code is refused.
 
 Usage:

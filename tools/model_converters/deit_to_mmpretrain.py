@@ -8,7 +8,7 @@ with ``VisionTransformerClsHead`` uses ``layers.N.attn.qkv``,
 ``layers.N.attn.gamma1.weight``, ``patch_embed.projection``, ``ln1`` and
 ``head.layers.head``. The mapping is one to one; values are not changed.
 
-The source is read with weights-only unpickling (cosub_mm.compat.safe_load):
+The source is read with weights-only unpickling (cosub_mm.fileio.safe_load):
 a file whose pickle would run code is refused.
 
 Usage:
@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(
     0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from cosub_mm.compat import safe_load  # noqa: E402
+from cosub_mm.fileio import safe_load  # noqa: E402
 
 __all__ = ['convert_deit3', 'convert_mmpretrain_to_deit3']
 

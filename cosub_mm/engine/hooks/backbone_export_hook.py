@@ -8,7 +8,7 @@ from mmengine.dist import master_only
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from cosub_mm.compat import atomic_save
+from cosub_mm.fileio import atomic_save
 from cosub_mm.registry import HOOKS
 from cosub_mm.version import __version__
 
@@ -21,7 +21,7 @@ class BackboneExportHook(Hook):
 
     The file holds ``state_dict`` (the model's ``backbone.*`` tensors, on
     CPU, keys unchanged) and ``meta`` (plain strings and numbers), so it
-    loads weights-only (:func:`cosub_mm.compat.safe_load`) and mmseg reads it
+    loads weights-only (:func:`cosub_mm.fileio.safe_load`) and mmseg reads it
     with ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=
     'backbone.')``. Only the main process writes.
 
