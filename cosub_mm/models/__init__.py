@@ -1,3 +1,4 @@
+from .drop_path import *  # noqa: F401,F403
 from .backbones import *  # noqa: F401,F403
 from .classifiers import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403

@@ -89,11 +89,26 @@ def test_config_gives_size_channels_classes_and_rate():
     preprocessor (one channel) and no Mixup."""
     proc = run_tool([
         'tools/analysis_tools/benchmark_train_step.py', '--config',
-        'configs/demo/cosub_vit-6l-128d-p4_1xb128-adamw-60e_fashion-mnist-'
-        '2k.py', '--steps', '1', '--warmup', '1', '--batch-size', '4',
+        'configs/demo/cosub_vit-6l-96d-p7_1xb256-adamw-700i_fashion-mnist'
+        '.py', '--steps', '1', '--warmup', '1', '--batch-size', '4',
         '--no-memory', '--variants', 'baseline', 'cosub-efficient'
     ])
     assert '@28, batch 4 unique images, uniform drop path 0.1,' in \
         proc.stdout
     rows = [l for l in proc.stdout.splitlines() if l.startswith('| cosub')]
     assert len(rows) == 1 and float(rows[0].split('|')[3]) > 0
+
+
+def test_segmentation_step_is_measured_for_every_variant(tmp_path):
+    """--seg: UperNet on the backbone, CosubEncoderDecoder for cosub."""
+    out = tmp_path / 'seg.json'
+    proc = run_tool([
+        'tools/analysis_tools/benchmark_train_step.py', '--seg', '--tiny',
+        '--steps', '1', '--warmup', '1', '--batch-size', '2', '--no-memory',
+        '--json', str(out)
+    ])
+    assert proc.stdout.startswith('UperNet + tiny ViT @64, batch 2')
+    assert 'cosub-efficient / cosub-masked: time' in proc.stdout
+    results = json.loads(out.read_text())['results']
+    assert list(results) == ['baseline', 'cosub-masked', 'cosub-efficient']
+    assert all(r['time_s'] > 0 for r in results.values())

@@ -40,6 +40,9 @@ Example:
         --batch-size 16 --drop-path-rate 0.2 --steps 5
     python tools/analysis_tools/benchmark_train_step.py --config \\
         configs/cosub/cosub_pit-base_8xb256-lamb-800e_in1k.py
+    # the segmentation step: UperNet + DeiT III-S at 128 px
+    python tools/analysis_tools/benchmark_train_step.py --seg \\
+        --batch-size 4 --steps 5
 """
 import argparse
 import copy
@@ -56,7 +59,7 @@ from typing import Dict, List
 VARIANTS = ('baseline', 'cosub-masked', 'cosub-efficient',
             'cosub-efficient-unshared')
 DEFAULT_VARIANTS = VARIANTS[:3]
-COSUB_KEYS = ('cosub_loss', 'drop_path_rule', 'drop_path_rate',
+COSUB_KEYS = ('cosub_loss',
               'efficient_drop_path', 'share_copies')
 
 
@@ -99,13 +102,22 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='skip the memory measurement')
     parser.add_argument('--no-time', action='store_true',
                         help='skip the timing (memory only)')
+    parser.add_argument(
+        '--seg', action='store_true',
+        help='the segmentation step: CosubEncoderDecoder, UperNet + DeiT '
+        'III of --arch (default 128 px, 150 classes)')
     parser.add_argument('--tiny', action='store_true',
                         help='a 2-block 32 px ViT: checks the tool quickly')
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args(argv)
     if args.tiny:
-        args.img_size = 32
+        args.img_size = 32 if not args.seg else 64
         args.num_classes = 10
+    if args.seg and args.config:
+        parser.error('--seg measures its own UperNet, not a --config')
+    if args.seg:
+        args.img_size = args.img_size or 128
+        args.num_classes = args.num_classes or 150
     args.in_channels = 3
     if args.config:
         _defaults_from_config(args)
@@ -139,8 +151,53 @@ def _defaults_from_config(args) -> None:
     args.in_channels = model.backbone.get('in_channels', 3)
 
 
+def seg_model(args) -> dict:
+    """UperNet + FCN head on a DeiT III of ``args.arch``
+    (CosubEncoderDecoder)."""
+    if args.tiny:
+        arch = dict(embed_dims=32, num_layers=4, num_heads=2,
+                    feedforward_channels=64)
+        dims, out_indices = 32, (0, 1, 2, 3)
+    else:
+        from mmpretrain.models.backbones import DeiT3
+        arch = args.arch
+        dims = DeiT3.arch_zoo[arch]['embed_dims']
+        depth = DeiT3.arch_zoo[arch]['num_layers']
+        out_indices = tuple(depth * i // 4 - 1 for i in (1, 2, 3, 4))
+    norm = dict(type='BN', requires_grad=True)
+    return dict(
+        type='cosub_mm.CosubEncoderDecoder',
+        data_preprocessor=dict(
+            type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53],
+            std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_val=0,
+            seg_pad_val=255, size=(args.img_size, args.img_size)),
+        backbone=dict(type='mmpretrain.DeiT3', arch=arch,
+                      img_size=args.img_size, patch_size=16,
+                      out_indices=out_indices, out_type='featmap',
+                      drop_path_rate=args.drop_path_rate),
+        neck=dict(type='MultiLevelNeck', in_channels=[dims] * 4,
+                  out_channels=dims, scales=[4, 2, 1, 0.5]),
+        decode_head=dict(type='UPerHead', in_channels=[dims] * 4,
+                         in_index=[0, 1, 2, 3], pool_scales=(1, 2, 3, 6),
+                         channels=dims, dropout_ratio=0.0,
+                         num_classes=args.num_classes, norm_cfg=norm,
+                         align_corners=False,
+                         loss_decode=dict(type='CrossEntropyLoss')),
+        auxiliary_head=dict(type='FCNHead', in_channels=dims, in_index=2,
+                            channels=dims // 2, num_convs=1,
+                            concat_input=False, dropout_ratio=0.0,
+                            num_classes=args.num_classes, norm_cfg=norm,
+                            align_corners=False,
+                            loss_decode=dict(type='CrossEntropyLoss',
+                                             loss_weight=0.4)),
+        train_cfg=dict(), test_cfg=dict(mode='whole'))
+
+
 def base_model(args) -> dict:
-    """The cosub model config of the run (CosubClassifier)."""
+    """The cosub model config of the run (CosubClassifier, or with
+    ``--seg`` CosubEncoderDecoder)."""
+    if args.seg:
+        return seg_model(args)
     if args.config:
         cfg = _load_config(args.config)
         model = cfg.model.to_dict()
@@ -185,11 +242,10 @@ def variant_model(model: dict, variant: str, args) -> dict:
     if variant == 'baseline':
         for key in COSUB_KEYS:
             model.pop(key, None)
-        model['type'] = 'mmpretrain.ImageClassifier'
+        model['type'] = ('cosub_mm.LayerDecayEncoderDecoder' if args.seg
+                         else 'mmpretrain.ImageClassifier')
     else:
-        model.update(drop_path_rule='uniform',
-                     drop_path_rate=args.drop_path_rate,
-                     efficient_drop_path=variant.startswith('cosub-eff'),
+        model.update(efficient_drop_path=variant.startswith('cosub-eff'),
                      share_copies=variant == 'cosub-efficient')
     return model
 
@@ -201,18 +257,23 @@ def build(variant: str, args):
     from mmpretrain.structures import DataSample
 
     import cosub_mm  # noqa: F401
-    from cosub_mm.models.utils import set_drop_path_rates
+    from cosub_mm.models.drop_path import set_drop_path_rates
     from cosub_mm.registry import MODELS
 
+    from mmengine.registry import DefaultScope
     torch.manual_seed(0)
-    model = MODELS.build(variant_model(base_model(args), variant, args))
-    # baseline: the same uniform rate (the classifier sets it for cosub)
+    with DefaultScope.overwrite_default_scope(
+            'mmseg' if args.seg else 'mmpretrain'):
+        model = MODELS.build(variant_model(base_model(args), variant, args))
+    # every variant: the same uniform rate (DropPathRateHook's rule)
     set_drop_path_rates(model.backbone, args.drop_path_rate, 'uniform')
     model.to(args.device).train()
     optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
     wrapper = AmpOptimWrapper(optim, dtype='bfloat16') if args.amp \
         else OptimWrapper(optim)
     g = torch.Generator().manual_seed(1)
+    if args.seg:
+        return model, wrapper, seg_batch(args, g)
     data = dict(
         inputs=[
             torch.randint(0, 256,
@@ -225,6 +286,27 @@ def build(variant: str, args):
             for i in range(args.batch_size)
         ])
     return model, wrapper, data
+
+
+def seg_batch(args, g) -> dict:
+    """Random images and blocky label maps of ``args.num_classes``."""
+    import torch
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    size = args.img_size
+    inputs, samples = [], []
+    for _ in range(args.batch_size):
+        inputs.append(torch.randint(0, 256, (3, size, size), generator=g,
+                                    dtype=torch.uint8))
+        label = torch.randint(0, args.num_classes, (1, size // 8, size // 8),
+                              generator=g)
+        label = label.repeat_interleave(8, 1).repeat_interleave(8, 2)
+        sample = SegDataSample(metainfo=dict(
+            img_shape=(size, size), pad_shape=(size, size),
+            ori_shape=(size, size)))
+        sample.gt_sem_seg = PixelData(data=label)
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
 
 
 def step(model, wrapper, data, device: str) -> float:
@@ -378,6 +460,8 @@ def main(argv=None) -> dict:
             results[v]['times_s'] = times[v]
     desc = args.config or (
         'tiny ViT' if args.tiny else f'DeiT III-{args.arch}/16')
+    if args.seg:
+        desc = f'UperNet + {desc}'
     print(f'{desc} @{args.img_size}, batch {args.batch_size} unique images, '
           f'uniform drop path {args.drop_path_rate}, {args.threads} threads, '
           f'{args.device}{" bf16" if args.amp else ""}'

@@ -69,7 +69,7 @@ def classifier_cfg(cosub: bool, drop_path_rate: float = 0.1) -> dict:
         loss=dict(type='CrossEntropyLoss'))
     if cosub:
         return dict(type='cosub_mm.CosubClassifier', backbone=backbone,
-                    head=head, drop_path_rule='uniform',
+                    head=head,
                     cosub_loss=dict(type='cosub_mm.CosubLoss',
                                     loss_type='ce'))
     return dict(type='ImageClassifier', backbone=backbone, head=head)

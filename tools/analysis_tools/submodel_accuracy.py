@@ -12,7 +12,7 @@ checkpoints:
 
 A branch is removed by making its drop-path module return zeros, so the
 residual sum keeps only the identity; a block is removed when all its
-branches are (blocks are found by :func:`cosub_mm.models.utils.
+branches are (blocks are found by :func:`cosub_mm.models.drop_path.
 block_drop_paths`, which covers mmpretrain's ViT, DeiT3, Swin, ConvNeXt).
 Writes ``submodel_accuracy.csv`` and ``submodel_accuracy.png`` (one curve
 per checkpoint) to ``--out-dir``.
@@ -38,7 +38,7 @@ from mmengine.runner import Runner, load_checkpoint
 from mmengine.utils import ProgressBar
 from torch import Tensor, nn
 
-from cosub_mm.models.utils import block_drop_paths
+from cosub_mm.models.drop_path import block_drop_paths
 
 CSV_FIELDS = ('model', 'kind', 'k', 'trial', 'dropped', 'top1')
 

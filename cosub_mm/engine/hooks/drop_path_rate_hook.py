@@ -3,7 +3,8 @@ from typing import Optional
 
 from torch import nn
 
-from cosub_mm.models.utils import get_drop_path_rates, set_drop_path_rates
+from cosub_mm.models.drop_path import (get_drop_path_rates,
+                                       set_drop_path_rates)
 from cosub_mm.registry import HOOKS
 from .schedule_hook import LinearScheduleHook
 
@@ -15,7 +16,7 @@ class DropPathRateHook(LinearScheduleHook):
     """Ramp the drop-path rate of the model's backbone linearly.
 
     The value is the largest block rate; ``rule`` spreads it over the blocks
-    (:func:`cosub_mm.models.utils.set_drop_path_rates`). Cosub draws its
+    (:func:`cosub_mm.models.drop_path.set_drop_path_rates`). Cosub draws its
     submodels through stochastic depth, so the rate sets how different they
     are. Works on any model with a ``backbone`` (mmpretrain classifiers,
     mmseg segmentors) or on the model itself; DDP wrappers are unwrapped.
@@ -29,8 +30,10 @@ class DropPathRateHook(LinearScheduleHook):
         end (int): Step at which ``end_value`` is reached.
         by_epoch (bool): Steps are epochs (else iterations).
             Defaults to False.
-        rule (str, optional): ``'uniform'`` or ``'linear'``. None takes the
-            model's ``drop_path_rule`` if it has one, else ``'uniform'``.
+        rule (str): ``'uniform'`` (every block drops with the rate, as the
+            cosub and DeiT III authors do) or ``'linear'`` (0 at the first
+            block up to the rate). The one knob for the rule, for cosub
+            and baseline configs alike. Defaults to ``'uniform'``.
 
     Example:
         >>> # the backbone's rate in every block from the start (DeiT III)
@@ -49,10 +52,10 @@ class DropPathRateHook(LinearScheduleHook):
                  begin: int = 0,
                  end: int = 0,
                  by_epoch: bool = False,
-                 rule: Optional[str] = None) -> None:
-        if rule not in (None, 'uniform', 'linear'):
-            raise ValueError("DropPathRateHook: rule must be 'uniform', "
-                             f"'linear' or None, got {rule!r}")
+                 rule: str = 'uniform') -> None:
+        if rule not in ('uniform', 'linear'):
+            raise ValueError("DropPathRateHook: rule must be 'uniform' or "
+                             f"'linear', got {rule!r}")
         self.rule = rule
         super().__init__(start_value, end_value, begin, end, by_epoch)
 
@@ -65,12 +68,6 @@ class DropPathRateHook(LinearScheduleHook):
     def _target(model: nn.Module) -> nn.Module:
         backbone = getattr(model, 'backbone', None)
         return model if backbone is None else backbone
-
-    def before_train(self, runner) -> None:
-        if self.rule is None:
-            model = self.unwrap(runner)
-            self.rule = getattr(model, 'drop_path_rule', None) or 'uniform'
-        super().before_train(runner)
 
     def current(self, model: nn.Module) -> float:
         return max(get_drop_path_rates(self._target(model)), default=0.0)

@@ -18,10 +18,11 @@ from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from torch import Tensor, nn
 
-from cosub_mm.models.utils import drop_path_add
+from cosub_mm.models.drop_path import (drop_path_add,
+                                       register_efficient_block)
 from cosub_mm.registry import MODELS
 
-__all__ = ['PiT', 'PiTBlock', 'PiTPooling']
+__all__ = ['PiT', 'PiTBlock', 'EfficientPiTBlock', 'PiTPooling']
 
 
 class PiTBlock(BaseModule):
@@ -33,8 +34,6 @@ class PiTBlock(BaseModule):
         num_heads (int): Attention heads.
         mlp_ratio (float): FFN hidden width / ``embed_dims``.
         drop_path_rate (float): Stochastic depth rate of the block.
-        efficient_drop_path (bool): Compute each branch only on the samples
-            that keep it (see :func:`~cosub_mm.models.utils.drop_path_add`).
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -43,7 +42,6 @@ class PiTBlock(BaseModule):
                  num_heads: int,
                  mlp_ratio: float = 4.0,
                  drop_path_rate: float = 0.0,
-                 efficient_drop_path: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.norm1 = nn.LayerNorm(embed_dims, eps=1e-6)
@@ -56,7 +54,6 @@ class PiTBlock(BaseModule):
             nn.Linear(embed_dims, hidden), nn.GELU(),
             nn.Linear(hidden, embed_dims))
         self.drop_path2 = DropPath(drop_path_rate)
-        self.efficient_drop_path = efficient_drop_path
 
     def _attn(self, x: Tensor) -> Tensor:
         x = self.norm1(x)
@@ -66,13 +63,22 @@ class PiTBlock(BaseModule):
         return self.mlp(self.norm2(x))
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.efficient_drop_path:
-            x = drop_path_add(x, self._attn, self.drop_path1.drop_prob,
-                              self.training)
-            return drop_path_add(x, self._mlp, self.drop_path2.drop_prob,
-                                 self.training)
         x = x + self.drop_path1(self._attn(x))
         return x + self.drop_path2(self._mlp(x))
+
+
+@register_efficient_block(PiTBlock)
+class EfficientPiTBlock(PiTBlock):
+    """:class:`PiTBlock` with each branch computed only on the samples that
+    keep it (see :func:`~cosub_mm.models.drop_path.drop_path_add`); same
+    parameters, same function, same random draws.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = drop_path_add(x, self._attn, self.drop_path1.drop_prob,
+                          self.training)
+        return drop_path_add(x, self._mlp, self.drop_path2.drop_prob,
+                             self.training)
 
 
 class PiTPooling(BaseModule):
@@ -118,7 +124,11 @@ class PiT(BaseBackbone):
         drop_rate (float): Dropout after the position embedding.
         drop_path_rate (float): Stochastic depth rate, linear from 0 at the
             first block to this at the last (as the authors and timm).
-        efficient_drop_path (bool): See :class:`PiTBlock`.
+        efficient_drop_path (bool): Build the blocks as
+            :class:`EfficientPiTBlock`, which computes each branch only on
+            the samples that keep it (what
+            :func:`~cosub_mm.models.drop_path.enable_efficient_drop_path`
+            does to a built PiT).
         out_type (str): ``'cls_token'`` (the normalised class token,
             ``(B, C)``; for ``LinearClsHead``) or ``'featmap'`` (the last
             stage's token grid, ``(B, C, H, W)``).
@@ -192,17 +202,17 @@ class PiT(BaseBackbone):
         dpr = np.linspace(0, drop_path_rate, self.num_layers).tolist()
         self.stages = ModuleList()
         self.pools = ModuleList()
+        block = EfficientPiTBlock if efficient_drop_path else PiTBlock
         for i, depth in enumerate(depths):
             if i > 0:
                 self.pools.append(PiTPooling(dims[i - 1], dims[i]))
             self.stages.append(
                 nn.Sequential(*[
-                    PiTBlock(
+                    block(
                         dims[i],
                         num_heads[i],
                         mlp_ratio=arch.get('mlp_ratio', 4.0),
-                        drop_path_rate=dpr.pop(0),
-                        efficient_drop_path=efficient_drop_path)
+                        drop_path_rate=dpr.pop(0))
                     for _ in range(depth)
                 ]))
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)

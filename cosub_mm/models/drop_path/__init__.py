@@ -1,11 +1,37 @@
-from .drop_path import (block_drop_paths, get_drop_path_rates,
-                        prepare_submodels, set_drop_path_rates)
-from .efficient_drop_path import (CopyTracker, drop_path_add,
-                                  drop_path_disabled, sample_keep_mask,
-                                  shared_copies)
+"""Stochastic depth for cosub: per-block rates, the efficient form that
+computes a residual branch only on the samples that keep it, and the block
+twins that use it.
+
+- :mod:`.rates`: find and set the drop-path rate of each block of any
+  backbone (:func:`set_drop_path_rates`, :func:`prepare_submodels`).
+- :mod:`.efficient`: :func:`drop_path_add` and the sharing of identical
+  stacked copies (:func:`shared_copies`).
+- :mod:`.blocks`: efficient twins of mmpretrain's blocks, the table of
+  convertible block types (:func:`register_efficient_block`) and
+  :func:`enable_efficient_drop_path`.
+"""
+from .blocks import (EFFICIENT_BLOCKS, EfficientBlock,
+                     EfficientConvNeXtBlock,
+                     EfficientDeiT3TransformerEncoderLayer,
+                     EfficientSwinBlock, EfficientTransformerEncoderLayer,
+                     copy_sharing_blocker, enable_efficient_drop_path,
+                     is_efficient_block, register_efficient_block)
+from .efficient import (CopyTracker, drop_path_add, drop_path_disabled,
+                        sample_keep_mask, shared_copies)
+from .rates import (block_drop_paths, get_drop_path_rates, is_drop_path,
+                    prepare_submodels, set_drop_path_rates)
 
 __all__ = [
-    'block_drop_paths', 'get_drop_path_rates', 'set_drop_path_rates',
-    'prepare_submodels', 'drop_path_add', 'drop_path_disabled',
-    'sample_keep_mask', 'shared_copies', 'CopyTracker'
+    # rates
+    'is_drop_path', 'block_drop_paths', 'get_drop_path_rates',
+    'set_drop_path_rates', 'prepare_submodels',
+    # efficient
+    'drop_path_add', 'drop_path_disabled', 'sample_keep_mask',
+    'shared_copies', 'CopyTracker',
+    # blocks
+    'EfficientTransformerEncoderLayer',
+    'EfficientDeiT3TransformerEncoderLayer', 'EfficientSwinBlock',
+    'EfficientConvNeXtBlock', 'EfficientBlock', 'EFFICIENT_BLOCKS',
+    'register_efficient_block', 'is_efficient_block',
+    'enable_efficient_drop_path', 'copy_sharing_blocker'
 ]

@@ -1,21 +1,29 @@
-"""Efficient stochastic depth for mmpretrain's ViT, DeiT III, Swin and
-ConvNeXt blocks, and the switch that turns it on in a built backbone.
+"""Efficient stochastic depth for residual blocks, and the switch that
+turns it on in a built backbone.
 
-Each ``Efficient*`` class subclasses an mmpretrain block and only overrides
+Each ``Efficient*`` class (a *twin*) subclasses a block and only overrides
 ``forward``: every residual branch goes through
-:func:`~cosub_mm.models.utils.drop_path_add`, which computes it on the
+:func:`~cosub_mm.models.drop_path.drop_path_add`, which computes it on the
 samples that keep it (Touvron et al., *Co-training 2^L Submodels*, CVPR
 2023). Parameters, buffers and ``state_dict`` keys are the parent's, so
 :func:`enable_efficient_drop_path` converts a *built* backbone in place by
 switching each block's class: no rebuild, no re-initialisation, checkpoints
-load either way. Eval mode runs the parent's forward unchanged.
+load either way. Eval mode computes the parent's function.
+
+The convertible block types live in one table, :data:`EFFICIENT_BLOCKS`
+(original class -> twin and an optional check of its branches), filled with
+:func:`register_efficient_block`: here for mmpretrain's ViT, DeiT III, Swin
+and ConvNeXt blocks, in :mod:`cosub_mm.models.backbones.pit` for PiT.
 
 Example:
     >>> backbone = MODELS.build(dict(type='mmpretrain.VisionTransformer',
     ...                              arch='b', drop_path_rate=0.2))
     >>> enable_efficient_drop_path(backbone)  # 12 blocks converted
+    12
 """
-from typing import Dict, Optional, Sequence, Type
+import warnings
+from typing import (Callable, Dict, List, NamedTuple, Optional, Set, Type,
+                    TypeVar)
 
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks.transformer import FFN
@@ -28,13 +36,14 @@ from mmpretrain.models.backbones.vision_transformer import \
 from mmpretrain.models.utils import MultiheadAttention
 from torch import Tensor, nn
 
-from cosub_mm.models.utils import drop_path_add, drop_path_disabled
-from cosub_mm.models.utils.drop_path import _is_drop_path
+from .efficient import drop_path_add, drop_path_disabled
+from .rates import is_drop_path
 
 __all__ = [
     'EfficientTransformerEncoderLayer',
-    'EfficientDeiT3TransformerEncoderLayer',
-    'EfficientSwinBlock', 'EfficientConvNeXtBlock',
+    'EfficientDeiT3TransformerEncoderLayer', 'EfficientSwinBlock',
+    'EfficientConvNeXtBlock', 'EfficientBlock', 'EFFICIENT_BLOCKS',
+    'register_efficient_block', 'is_efficient_block',
     'enable_efficient_drop_path', 'copy_sharing_blocker'
 ]
 
@@ -56,23 +65,12 @@ def _attn_branch(attn: nn.Module, x: Tensor, *args) -> Tensor:
         return attn(x, *args)
 
 
-class EfficientTransformerEncoderLayer(TransformerEncoderLayer):
-    """mmpretrain ViT layer with branches computed on kept samples only."""
+class _EfficientPreNormLayer:
+    """The efficient forward shared by the ViT and DeiT III twins.
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = drop_path_add(x, lambda h: _attn_branch(self.attn, self.ln1(h)),
-                          _rate(self.attn.out_drop), self.training)
-        x = drop_path_add(x, lambda h: _ffn_branch(self.ffn, self.ln2(h)),
-                          _rate(self.ffn.dropout_layer), self.training)
-        return x
-
-
-class EfficientDeiT3TransformerEncoderLayer(DeiT3TransformerEncoderLayer):
-    """mmpretrain DeiT III layer with branches computed on kept samples.
-
-    The FFN input is normalised with ``ln2`` as in DeiT III;
-    :func:`cosub_mm.compat.fix_deit3_ffn_norm` makes mmpretrain's masked
-    layer do the same, so both forms compute one function.
+    Both layers are ``x + attn(ln1(x))`` then ``x + ffn(ln2(x))``, with the
+    drop paths inside ``attn`` (``out_drop``) and ``ffn``
+    (``dropout_layer``).
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -81,6 +79,21 @@ class EfficientDeiT3TransformerEncoderLayer(DeiT3TransformerEncoderLayer):
         x = drop_path_add(x, lambda h: _ffn_branch(self.ffn, self.ln2(h)),
                           _rate(self.ffn.dropout_layer), self.training)
         return x
+
+
+class EfficientTransformerEncoderLayer(_EfficientPreNormLayer,
+                                       TransformerEncoderLayer):
+    """mmpretrain ViT layer with branches computed on kept samples only."""
+
+
+class EfficientDeiT3TransformerEncoderLayer(_EfficientPreNormLayer,
+                                            DeiT3TransformerEncoderLayer):
+    """mmpretrain DeiT III layer with branches computed on kept samples.
+
+    The FFN input is normalised with ``ln2`` as in DeiT III;
+    :func:`cosub_mm.stack.deit3.fix_deit3_ffn_norm` makes mmpretrain's masked
+    layer do the same, so both forms compute one function.
+    """
 
 
 class EfficientSwinBlock(SwinBlock):
@@ -148,75 +161,175 @@ class EfficientConvNeXtBlock(ConvNeXtBlock):
         return _inner_forward(x)
 
 
-#: mmpretrain block class -> its efficient twin (exact type match).
-EFFICIENT_BLOCKS: Dict[Type[nn.Module], Type[nn.Module]] = {
-    TransformerEncoderLayer: EfficientTransformerEncoderLayer,
-    DeiT3TransformerEncoderLayer: EfficientDeiT3TransformerEncoderLayer,
-    SwinBlock: EfficientSwinBlock,
-    ConvNeXtBlock: EfficientConvNeXtBlock,
-}
+class EfficientBlock(NamedTuple):
+    """An entry of :data:`EFFICIENT_BLOCKS`.
+
+    Attributes:
+        twin (type): The efficient subclass a block's class is switched to.
+        check (callable, optional): ``check(block) -> bool``, whether the
+            block's branches are the ones ``twin`` re-implements (e.g. not a
+            custom FFN); None accepts every block of the type.
+    """
+    twin: Type[nn.Module]
+    check: Optional[Callable[[nn.Module], bool]] = None
 
 
-def _convertible(module: nn.Module) -> bool:
-    """Whether the branches are the plain ones the twins re-implement."""
-    if isinstance(module, (TransformerEncoderLayer,
-                           DeiT3TransformerEncoderLayer)):
-        return (isinstance(module.ffn, (FFN, DeiT3FFN))
-                and module.ffn.add_identity
-                and isinstance(module.attn, MultiheadAttention)
-                and not module.attn.v_shortcut)
-    if isinstance(module, SwinBlock):
-        return isinstance(module.ffn, FFN) and module.ffn.add_identity
-    return True
+#: Original block class (exact type match) -> its :class:`EfficientBlock`.
+EFFICIENT_BLOCKS: Dict[Type[nn.Module], EfficientBlock] = {}
+
+_Twin = TypeVar('_Twin', bound=Type[nn.Module])
+
+
+def register_efficient_block(
+    block: Type[nn.Module],
+    twin: Optional[_Twin] = None,
+    check: Optional[Callable[[nn.Module], bool]] = None,
+    force: bool = False,
+) -> Callable[[_Twin], _Twin]:
+    """Make :func:`enable_efficient_drop_path` convert ``block`` to ``twin``.
+
+    Usable as a call or, without ``twin``, as a class decorator::
+
+        @register_efficient_block(MyBlock)
+        class EfficientMyBlock(MyBlock):
+            def forward(self, x):
+                return drop_path_add(x, self.branch,
+                                     self.drop_path.drop_prob, self.training)
+
+    Args:
+        block (type): The block class, matched exactly (a subclass may
+            change the forward, so it is not converted).
+        twin (type, optional): A subclass of ``block`` that only overrides
+            ``forward`` (conversion switches the class of a built block, so
+            an ``__init__`` of its own would never run).
+        check (callable, optional): See :class:`EfficientBlock`.
+        force (bool): Replace an existing, different entry for ``block``.
+            Defaults to False.
+
+    Returns:
+        ``twin``, or the decorator that registers it.
+
+    Raises:
+        TypeError: If ``twin`` is not a proper subclass of ``block`` or
+            defines its own ``__init__``.
+        ValueError: If ``block`` already has a different twin and ``force``
+            is False.
+    """
+    if not (isinstance(block, type) and issubclass(block, nn.Module)):
+        raise TypeError(f'register_efficient_block: block must be an '
+                        f'nn.Module class, got {block!r}')
+
+    def register(twin: _Twin) -> _Twin:
+        if not (isinstance(twin, type) and issubclass(twin, block)
+                and twin is not block):
+            raise TypeError(
+                f'register_efficient_block: the twin of {block.__name__} '
+                f'must be a subclass of it, got {twin!r}')
+        if twin.__init__ is not block.__init__:
+            raise TypeError(
+                f'register_efficient_block: {twin.__name__} defines '
+                '__init__, which never runs: a built block is converted by '
+                'switching its class, so the twin may only override forward')
+        entry = EfficientBlock(twin, check)
+        old = EFFICIENT_BLOCKS.get(block)
+        if old is not None and old != entry and not force:
+            raise ValueError(
+                f'register_efficient_block: {block.__name__} already '
+                f'converts to {old.twin.__name__}; pass force=True to '
+                f'replace it by {twin.__name__}')
+        EFFICIENT_BLOCKS[block] = entry
+        return twin
+
+    return register if twin is None else register(twin)
+
+
+def _twins() -> Set[Type[nn.Module]]:
+    return {entry.twin for entry in EFFICIENT_BLOCKS.values()}
+
+
+def is_efficient_block(module: nn.Module) -> bool:
+    """Whether ``module`` is a registered twin (an efficient block)."""
+    return type(module) in _twins()
+
+
+def _plain_transformer_branches(layer: nn.Module) -> bool:
+    """The ViT / DeiT III layer has the FFN and attention the twin redoes."""
+    return (isinstance(layer.ffn, (FFN, DeiT3FFN)) and layer.ffn.add_identity
+            and isinstance(layer.attn, MultiheadAttention)
+            and not layer.attn.v_shortcut)
+
+
+def _plain_swin_ffn(block: nn.Module) -> bool:
+    """The Swin block has the residual FFN the twin redoes."""
+    return isinstance(block.ffn, FFN) and block.ffn.add_identity
+
+
+register_efficient_block(TransformerEncoderLayer,
+                         EfficientTransformerEncoderLayer,
+                         check=_plain_transformer_branches)
+register_efficient_block(DeiT3TransformerEncoderLayer,
+                         EfficientDeiT3TransformerEncoderLayer,
+                         check=_plain_transformer_branches)
+register_efficient_block(SwinBlock, EfficientSwinBlock,
+                         check=_plain_swin_ffn)
+register_efficient_block(ConvNeXtBlock, EfficientConvNeXtBlock)
 
 
 def enable_efficient_drop_path(model: nn.Module) -> int:
     """Compute residual branches only on kept samples, in place.
 
-    Converts every supported mmpretrain block (:data:`EFFICIENT_BLOCKS`) and
-    sets ``efficient_drop_path = True`` on cosub_mm's own blocks (PiT) that
-    carry that attribute.
+    Switches every block whose exact type is in :data:`EFFICIENT_BLOCKS`
+    (and passes its check) to its twin. A registered block that fails its
+    check keeps the masked forward, with a warning naming it.
 
     Args:
         model (nn.Module): A built backbone (or a whole classifier).
 
     Returns:
-        int: The number of blocks converted.
+        int: The number of efficient blocks: converted now or already
+        efficient (e.g. a PiT built with ``efficient_drop_path=True``).
 
     Raises:
         ValueError: If no block of ``model`` supports it.
     """
+    twins = _twins()
     count = 0
-    for module in model.modules():
-        twin = EFFICIENT_BLOCKS.get(type(module))
-        if twin is not None and _convertible(module):
-            module.__class__ = twin
+    skipped: List[str] = []
+    for name, module in model.named_modules():
+        entry = EFFICIENT_BLOCKS.get(type(module))
+        if entry is not None:
+            if entry.check is not None and not entry.check(module):
+                skipped.append(f'{name} ({type(module).__name__})')
+                continue
+            module.__class__ = entry.twin
             count += 1
-        elif hasattr(module, 'efficient_drop_path'):
-            module.efficient_drop_path = True
+        elif type(module) in twins:
             count += 1
+    if skipped:
+        warnings.warn(
+            f'efficient_drop_path: {len(skipped)} block(s) of '
+            f'{type(model).__name__} keep the masked drop path: their '
+            'branches are not the ones the efficient twin re-implements: '
+            + ', '.join(skipped))
     if count == 0:
-        supported: Sequence[str] = [c.__name__ for c in EFFICIENT_BLOCKS]
+        supported = ', '.join(c.__name__ for c in EFFICIENT_BLOCKS)
         raise ValueError(
             f'efficient_drop_path: {type(model).__name__} has no block that '
-            f'supports it (supported: {", ".join(supported)} and cosub_mm '
-            'PiT). Branches with BatchNorm (RegNet, XCiT) are not supported '
-            'because their batch statistics would change.')
+            f'supports it (supported: {supported}; add others with '
+            'register_efficient_block). Branches with BatchNorm (RegNet, '
+            'XCiT) are not supported because their batch statistics would '
+            'change.')
     return count
-
-
-def _is_efficient(module: nn.Module) -> bool:
-    return type(module) in EFFICIENT_BLOCKS.values() or getattr(
-        module, 'efficient_drop_path', False) is True
 
 
 def copy_sharing_blocker(model: nn.Module) -> Optional[str]:
     """Why the stacked copies of an image may *not* share branches, if so.
 
-    :func:`~cosub_mm.models.utils.shared_copies` is exact only when every
-    random choice of the forward is a drop decision of
-    :func:`~cosub_mm.models.utils.drop_path_add`: two copies that are equal
-    must stay equal through anything else. This finds what breaks that.
+    :func:`~cosub_mm.models.drop_path.shared_copies` is exact only when
+    every random choice of the forward is a drop decision of
+    :func:`~cosub_mm.models.drop_path.drop_path_add`: two copies that are
+    equal must stay equal through anything else. This finds what breaks
+    that.
 
     Args:
         model (nn.Module): The backbone (efficient blocks already enabled).
@@ -228,7 +341,7 @@ def copy_sharing_blocker(model: nn.Module) -> Optional[str]:
     """
     inside = set()
     for module in model.modules():
-        if _is_efficient(module):
+        if is_efficient_block(module):
             inside.update(id(m) for m in module.modules())
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
@@ -236,7 +349,7 @@ def copy_sharing_blocker(model: nn.Module) -> Optional[str]:
         attn_drop = getattr(module, 'attn_drop', None)
         if isinstance(attn_drop, float) and attn_drop > 0:
             return f'{name} applies attention dropout {attn_drop}'
-        if (_is_drop_path(module) and _rate(module) > 0
+        if (is_drop_path(module) and _rate(module) > 0
                 and id(module) not in inside):
             return (f'{name} is a masked drop path outside the efficient '
                     'blocks')

@@ -22,8 +22,8 @@ import numpy as np
 from torch import nn
 
 __all__ = [
-    'block_drop_paths', 'get_drop_path_rates', 'set_drop_path_rates',
-    'prepare_submodels'
+    'is_drop_path', 'block_drop_paths', 'get_drop_path_rates',
+    'set_drop_path_rates', 'prepare_submodels'
 ]
 
 RULES = ('uniform', 'linear')
@@ -35,7 +35,8 @@ def _block_key(name: str) -> str:
     return '.'.join(parts[:numeric[-1] + 1]) if numeric else name
 
 
-def _is_drop_path(module: nn.Module) -> bool:
+def is_drop_path(module: nn.Module) -> bool:
+    """Whether ``module`` is a drop-path module (mmcv's, timm's, ours)."""
     return 'DropPath' in type(module).__name__ and hasattr(
         module, 'drop_prob')
 
@@ -57,7 +58,7 @@ def block_drop_paths(model: nn.Module) -> Dict[str, List[nn.Module]]:
     """
     blocks: Dict[str, List[nn.Module]] = OrderedDict()
     for name, module in model.named_modules():
-        if _is_drop_path(module) or _is_placeholder(name, module):
+        if is_drop_path(module) or _is_placeholder(name, module):
             blocks.setdefault(_block_key(name), []).append(module)
     return blocks
 
@@ -99,7 +100,7 @@ def set_drop_path_rates(model: nn.Module, rate: float,
         list[float]: The rate set for each block.
     """
     if rule not in RULES:
-        raise ValueError(f'drop_path_rule must be one of {RULES}, got {rule!r}')
+        raise ValueError(f'drop path rule must be one of {RULES}, got {rule!r}')
     if not 0.0 <= rate < 1.0:
         raise ValueError(f'drop path rate must be in [0, 1), got {rate}')
     _materialize_placeholders(model)
@@ -120,20 +121,14 @@ def set_drop_path_rates(model: nn.Module, rate: float,
     return rates
 
 
-def prepare_submodels(owner: str, backbone: nn.Module,
-                      rule: Optional[str] = None,
-                      rate: Optional[float] = None) -> List[float]:
-    """Apply a drop-path rule and check that submodels can differ.
+def prepare_submodels(owner: str, backbone: nn.Module) -> List[float]:
+    """Check that a cosub model's submodels can differ.
 
     Shared by every cosub model (classifier, segmentor).
 
     Args:
         owner (str): The model's name, for the error message.
         backbone (nn.Module): The backbone whose blocks are sampled.
-        rule (str, optional): ``'uniform'`` / ``'linear'``; None keeps the
-            backbone's rates.
-        rate (float, optional): The rate the rule spreads; None takes the
-            backbone's largest block rate.
 
     Returns:
         list[float]: The per-block rates.
@@ -143,9 +138,6 @@ def prepare_submodels(owner: str, backbone: nn.Module,
             be the same network.
     """
     rates = get_drop_path_rates(backbone)
-    if rule is not None:
-        rate = max(rates, default=0.0) if rate is None else rate
-        rates = set_drop_path_rates(backbone, rate, rule)
     if max(rates, default=0.0) <= 0.0:
         raise ValueError(
             f'{owner}: the backbone {type(backbone).__name__} has no '

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from cosub_mm.registry import MODELS
 
-__all__ = ['CosubLoss']
+__all__ = ['CosubLoss', 'prepare_target']
 
 
 @MODELS.register_module()
@@ -137,33 +137,9 @@ class CosubLoss(nn.Module):
     def _prepare_target(self, target: Tensor,
                         logits: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
         """Return ``(target, valid)``; soft targets ``(N, C, ...)``."""
-        num_classes = logits.shape[1]
-        valid = None
-        if target.dim() == logits.dim() - 1:  # class indices
-            if target.shape != logits.shape[:1] + logits.shape[2:]:
-                raise ValueError(
-                    f'CosubLoss: index target shape {tuple(target.shape)} '
-                    f'does not match logits {tuple(logits.shape)}')
-            target = target.long()
-            if self.ignore_index is not None:
-                valid = target != self.ignore_index
-                target = target.masked_fill(~valid, 0)
-            if target.numel() and (target.min() < 0
-                                   or target.max() >= num_classes):
-                raise ValueError(
-                    f'CosubLoss: target labels must be in [0, {num_classes})'
-                    f', got [{int(target.min())}, {int(target.max())}]')
-            target = F.one_hot(target, num_classes).movedim(-1, 1)
-            target = target.to(logits.dtype)
-        elif target.shape != logits.shape:
-            raise ValueError(
-                f'CosubLoss: soft target shape {tuple(target.shape)} does '
-                f'not match logits {tuple(logits.shape)}')
-        else:
-            target = target.to(logits.dtype)
-        if self.loss_type == 'bce' and self.binarize_target:
-            target = target.gt(0.0).to(logits.dtype)
-        return target, valid
+        return prepare_target(
+            'CosubLoss', target, logits, self.ignore_index,
+            binarize=self.loss_type == 'bce' and self.binarize_target)
 
     def _criterion(self, logits: Tensor, target: Tensor,
                    valid: Optional[Tensor]) -> Tensor:
@@ -184,3 +160,53 @@ class CosubLoss(nn.Module):
         return (f'lambda_={self.lambda_}, loss_type={self.loss_type!r}, '
                 f'num_submodels={self.num_submodels}, '
                 f'binarize_target={self.binarize_target}')
+
+
+def prepare_target(owner: str,
+                   target: Tensor,
+                   logits: Tensor,
+                   ignore_index: Optional[int] = None,
+                   binarize: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+    """Soft targets shaped like ``logits`` from indices or soft targets.
+
+    Shared by :class:`CosubLoss` and :class:`DeiT3BCELoss`.
+
+    Args:
+        owner (str): The loss's name, for the error messages.
+        target (Tensor): Class indices ``(N, ...)`` or soft targets shaped
+            like ``logits`` ``(N, C, ...)``.
+        logits (Tensor): The predictions ``(N, C, ...)``.
+        ignore_index (int, optional): Index targets equal to it are
+            invalid (returned in ``valid``).
+        binarize (bool): Turn soft targets into ``target > 0`` (deit's
+            ``--bce-loss`` on Mixup/CutMix targets).
+
+    Returns:
+        tuple: ``(target, valid)``; ``valid`` is None unless
+        ``ignore_index`` is given for index targets.
+    """
+    num_classes = logits.shape[1]
+    valid = None
+    if target.dim() == logits.dim() - 1:  # class indices
+        if target.shape != logits.shape[:1] + logits.shape[2:]:
+            raise ValueError(
+                f'{owner}: index target shape {tuple(target.shape)} '
+                f'does not match logits {tuple(logits.shape)}')
+        target = target.long()
+        if ignore_index is not None:
+            valid = target != ignore_index
+            target = target.masked_fill(~valid, 0)
+        if target.numel() and (target.min() < 0
+                               or target.max() >= num_classes):
+            raise ValueError(
+                f'{owner}: target labels must be in [0, {num_classes})'
+                f', got [{int(target.min())}, {int(target.max())}]')
+        target = F.one_hot(target, num_classes).movedim(-1, 1)
+    elif target.shape != logits.shape:
+        raise ValueError(
+            f'{owner}: soft target shape {tuple(target.shape)} does '
+            f'not match logits {tuple(logits.shape)}')
+    target = target.to(logits.dtype)
+    if binarize:
+        target = target.gt(0.0).to(logits.dtype)
+    return target, valid

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cosub_mm.registry import MODELS
+from .cosub_loss import prepare_target
 
 __all__ = ['DeiT3BCELoss']
 
@@ -57,21 +58,7 @@ class DeiT3BCELoss(nn.Module):
             raise ValueError('DeiT3BCELoss: only the plain mean over samples '
                              'x classes is supported (no weight, no '
                              'reduction override)')
-        num_classes = cls_score.shape[1]
-        if label.dim() == 1:
-            if label.numel() and (label.min() < 0
-                                  or label.max() >= num_classes):
-                raise ValueError(
-                    f'DeiT3BCELoss: labels must be in [0, {num_classes})')
-            target = F.one_hot(label.long(), num_classes)
-        elif label.shape == cls_score.shape:
-            target = label
-        else:
-            raise ValueError(
-                f'DeiT3BCELoss: target shape {tuple(label.shape)} does not '
-                f'match logits {tuple(cls_score.shape)}')
-        target = target.to(cls_score.dtype)
-        if self.binarize_target:
-            target = target.gt(0.0).to(cls_score.dtype)
+        target, _ = prepare_target('DeiT3BCELoss', label, cls_score,
+                                   binarize=self.binarize_target)
         return self.loss_weight * F.binary_cross_entropy_with_logits(
             cls_score, target)

@@ -6,15 +6,16 @@ the backbone, whose per-sample stochastic depth makes each copy a different
 random submodel, and each submodel's per-pixel prediction learns from the
 labels and from the other submodels' detached softmax.
 """
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
+
 from mmseg.models.losses import accuracy
 from mmseg.models.utils import resize
 from mmseg.utils import SampleList
 from torch import Tensor
 
-from cosub_mm.models.utils import prepare_submodels
+from cosub_mm.models.cosub_step import CosubStep
 from cosub_mm.registry import MODELS
 from .layer_decay_encoder_decoder import LayerDecayEncoderDecoder
 
@@ -22,7 +23,7 @@ __all__ = ['CosubEncoderDecoder']
 
 
 @MODELS.register_module()
-class CosubEncoderDecoder(LayerDecayEncoderDecoder):
+class CosubEncoderDecoder(CosubStep, LayerDecayEncoderDecoder):
     """Encoder-decoder whose training step co-trains k submodels per image.
 
     ``loss()`` repeats the batch k times, runs backbone, neck and decode
@@ -32,16 +33,18 @@ class CosubEncoderDecoder(LayerDecayEncoderDecoder):
     detached softmax; pixels with the decode head's ``ignore_index`` count
     in no term). The decode head's own ``loss_decode`` is not used in
     training. The auxiliary head keeps its usual loss, on all k copies.
-    Inference is the parent's: the full network.
+    Inference is the parent's: the full network. The step is the
+    classifier's (:class:`~cosub_mm.models.cosub_step.CosubStep`).
 
     Args:
         cosub_loss (dict, optional): Config of the cosub loss. Defaults to
             ``dict(type='cosub_mm.CosubLoss', loss_type='ce')``; a missing
             ``ignore_index`` is taken from the decode head.
-        drop_path_rule (str, optional): ``'uniform'`` or ``'linear'`` to
-            reset the backbone's stochastic-depth rates; None keeps them.
-        drop_path_rate (float, optional): The rate the rule spreads; None
-            takes the backbone's largest block rate.
+        efficient_drop_path (bool): Compute each residual branch only on
+            the samples that keep it. Defaults to False.
+        share_copies (bool): With ``efficient_drop_path``, compute a branch
+            once for an image whose k copies are still identical. Defaults
+            to True.
         **kwargs: The arguments of mmseg's ``EncoderDecoder``.
 
     Example:
@@ -50,27 +53,21 @@ class CosubEncoderDecoder(LayerDecayEncoderDecoder):
         ...     backbone=dict(type='mmpretrain.DeiT3', drop_path_rate=0.1,
         ...                   out_type='featmap', ...),
         ...     cosub_loss=dict(type='cosub_mm.CosubLoss', loss_type='ce',
-        ...                     lambda_=0.5), ...)
+        ...                     lambda_=0.5),
+        ...     efficient_drop_path=True, ...)
     """
 
     def __init__(self,
                  *args,
                  cosub_loss: Optional[dict] = None,
-                 drop_path_rule: Optional[str] = None,
-                 drop_path_rate: Optional[float] = None,
+                 efficient_drop_path: bool = False,
+                 share_copies: bool = True,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
         cfg = dict(cosub_loss or dict(type='cosub_mm.CosubLoss'))
         cfg.setdefault('loss_type', 'ce')
         cfg.setdefault('ignore_index', self.decode_head.ignore_index)
-        self.cosub_loss = MODELS.build(cfg)
-        prepare_submodels('CosubEncoderDecoder', self.backbone,
-                          drop_path_rule, drop_path_rate)
-
-    @property
-    def num_submodels(self) -> int:
-        """Number k of submodels trained per image."""
-        return self.cosub_loss.num_submodels
+        self.init_cosub(cfg, efficient_drop_path, share_copies)
 
     def loss(self, inputs: Tensor,
              data_samples: SampleList) -> Dict[str, Tensor]:
@@ -87,7 +84,7 @@ class CosubEncoderDecoder(LayerDecayEncoderDecoder):
             submodels predict the same class) and the auxiliary losses.
         """
         k = self.num_submodels
-        feats = self.extract_feat(torch.cat([inputs] * k, dim=0))
+        feats = self.submodel_features(inputs)
         seg_logits = self.decode_head.forward(feats)
         seg_label = self.decode_head._stack_batch_gt(data_samples)
         seg_logits = resize(
@@ -96,18 +93,15 @@ class CosubEncoderDecoder(LayerDecayEncoderDecoder):
             mode='bilinear',
             align_corners=self.align_corners)
         seg_label = seg_label.squeeze(1)
-        chunks = seg_logits.chunk(k, dim=0)
+        chunks = self.split(seg_logits)
         terms = self.cosub_loss.forward_all(chunks, seg_label)
         ignore = self.decode_head.ignore_index
         losses = {f'decode.{name}': value for name, value in terms.items()}
         with torch.no_grad():
             losses['decode.acc_seg'] = accuracy(
                 chunks[0], seg_label, ignore_index=ignore)
-            preds = torch.stack([z.argmax(dim=1) for z in chunks])
-            same = (preds == preds[:1]).all(dim=0)
-            valid = seg_label != ignore
-            losses['decode.agreement'] = (same & valid).sum() / valid.sum(
-            ).clamp(min=1)
+        losses['decode.agreement'] = self.agreement(chunks,
+                                                    seg_label != ignore)
         if self.with_auxiliary_head:
             losses.update(
                 self._auxiliary_head_forward_train(feats,

@@ -20,11 +20,11 @@ from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
-from cosub_mm.compat import safe_load
+from cosub_mm.fileio import safe_load
 from cosub_mm.engine.hooks import (BackboneExportHook, CosubLambdaHook,
                                    DropPathRateHook)
 from cosub_mm.models import CosubLoss
-from cosub_mm.models.utils import get_drop_path_rates
+from cosub_mm.models.drop_path import get_drop_path_rates
 from cosub_mm.registry import HOOKS
 from conftest import TEST_CONFIGS
 
@@ -46,7 +46,6 @@ class _Model(torch.nn.Module):
         cfg = {k: v for k, v in VIT.items() if k != 'type'}
         self.backbone = VisionTransformer(**cfg)
         self.cosub_loss = CosubLoss(lambda_=0.5)
-        self.drop_path_rule = 'uniform'
 
 
 def _runner(model):
@@ -177,7 +176,6 @@ def trained(cls_data_root, tmp_path_factory):
     cfg = Config.fromfile(osp.join(TEST_CONFIGS, 'tiny_cls.py'))
     cfg.model.type = 'cosub_mm.CosubClassifier'
     cfg.model.backbone = copy.deepcopy(VIT)
-    cfg.model.drop_path_rule = 'uniform'
     cfg.model.train_cfg = dict(augments=[dict(type='Mixup', alpha=0.8)])
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[key].dataset.data_root = cls_data_root

@@ -1,12 +1,12 @@
-"""Unit checks of ExactResumeHook (the subprocess test is in
-test_resume_exact_and_atomic.py)."""
+"""Unit checks of ExactResumeHook (the kill/resume scenario is in
+tests/test_reliability/test_resume_exact_and_atomic.py)."""
 import random
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from cosub_mm.compat import safe_load
+from cosub_mm.fileio import safe_load
 from cosub_mm.engine.hooks import ExactResumeHook
 
 

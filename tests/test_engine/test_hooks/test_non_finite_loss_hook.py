@@ -1,10 +1,15 @@
-"""NonFiniteLossHook stops training on a NaN loss (issue 7, item 4)."""
+"""NonFiniteLossHook stops training on a NaN loss."""
 import math
 import os
 import os.path as osp
+import sys
 
-from reliability_helpers import train, weights
-from conftest import make_cls_dataset
+from conftest import REPO, make_cls_dataset
+
+# the training subprocess and its fault injection live with the
+# reliability scenarios
+sys.path.insert(0, osp.join(REPO, 'tests', 'test_reliability'))
+from reliability_helpers import train, weights  # noqa: E402
 
 
 def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(tmp_path):

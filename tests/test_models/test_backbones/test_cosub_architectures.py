@@ -8,7 +8,7 @@ from mmengine.optim import OptimWrapper
 from mmpretrain.structures import DataSample
 
 import cosub_mm  # noqa: F401
-from cosub_mm.models.utils import set_drop_path_rates
+from cosub_mm.models.drop_path import set_drop_path_rates
 from cosub_mm.registry import MODELS
 
 from tiny_archs import IMG, NUM_CLASSES, TINY_ARCHS
@@ -45,14 +45,12 @@ def test_stochastic_depth_is_per_sample(arch):
 
 def _cosub_model(arch, **kwargs):
     backbone, neck, head = copy.deepcopy(TINY_ARCHS[arch])
-    return MODELS.build(
+    model = MODELS.build(
         dict(
             type='cosub_mm.CosubClassifier',
             backbone=backbone,
             neck=neck,
             head=head,
-            drop_path_rule='uniform',
-            drop_path_rate=0.2,
             data_preprocessor=dict(
                 type='ClsDataPreprocessor',
                 num_classes=NUM_CLASSES,
@@ -60,6 +58,8 @@ def _cosub_model(arch, **kwargs):
                 std=[127.5] * 3),
             train_cfg=dict(augments=dict(type='Mixup', alpha=0.8)),
             **kwargs))
+    set_drop_path_rates(model.backbone, 0.2, 'uniform')
+    return model
 
 
 def _batch(n=4):

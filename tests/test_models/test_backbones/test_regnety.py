@@ -4,7 +4,7 @@ import torch
 
 import cosub_mm  # noqa: F401
 from cosub_mm.models.backbones import RegNetY
-from cosub_mm.models.utils import get_drop_path_rates
+from cosub_mm.models.drop_path import get_drop_path_rates
 
 
 def _params_with_head(model: RegNetY, num_classes: int = 1000) -> int:

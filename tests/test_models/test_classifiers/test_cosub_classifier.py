@@ -8,7 +8,7 @@ from mmengine.registry import DefaultScope
 
 import cosub_mm  # noqa: F401
 from cosub_mm.models import CosubClassifier, CosubLoss
-from cosub_mm.models.utils import get_drop_path_rates
+from cosub_mm.models.drop_path import get_drop_path_rates, set_drop_path_rates
 from cosub_mm.registry import MODELS
 
 NUM_CLASSES = 5
@@ -25,15 +25,19 @@ CFG = dict(
     head=dict(
         type='VisionTransformerClsHead',
         num_classes=NUM_CLASSES,
-        in_channels=32),
-    drop_path_rule='uniform')
+        in_channels=32))
 
 
-def _build(**overrides):
+def _build(rule='uniform', **overrides):
+    """The model, its rates set by ``rule`` as DropPathRateHook does."""
     cfg = copy.deepcopy(CFG)
     cfg.update(overrides)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        return MODELS.build(cfg)
+        model = MODELS.build(cfg)
+    if rule is not None:
+        rate = max(get_drop_path_rates(model.backbone))
+        set_drop_path_rates(model.backbone, rate, rule)
+    return model
 
 
 def _batch(n=8, seed=0, soft=False):
@@ -163,8 +167,6 @@ def test_no_gradient_reaches_the_teacher_side():
 def test_predict_equals_image_classifier_with_same_weights():
     cosub = _build()
     plain_cfg = copy.deepcopy(CFG)
-    for key in ('drop_path_rule', ):
-        plain_cfg.pop(key)
     plain_cfg['type'] = 'ImageClassifier'
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         plain = MODELS.build(plain_cfg)
@@ -185,22 +187,15 @@ def test_refuses_backbone_without_stochastic_depth():
     backbone = copy.deepcopy(CFG['backbone'])
     backbone['drop_path_rate'] = 0.0
     with pytest.raises(ValueError, match='no stochastic depth'):
-        _build(backbone=backbone, drop_path_rule=None)
-    with pytest.raises(ValueError, match='no stochastic depth'):
-        _build(backbone=backbone, drop_path_rule='uniform')
-    # an explicit rate for the rule makes it valid
-    model = _build(backbone=backbone, drop_path_rule='uniform',
-                   drop_path_rate=0.1)
-    assert get_drop_path_rates(model.backbone) == pytest.approx([0.1, 0.1])
+        _build(rule=None, backbone=backbone)
 
 
-def test_drop_path_rule_sets_block_rates():
-    assert get_drop_path_rates(_build().backbone) == pytest.approx(
-        [0.5, 0.5])
-    linear = _build(drop_path_rule='linear', drop_path_rate=0.4)
-    assert get_drop_path_rates(linear.backbone) == pytest.approx([0.0, 0.4])
-    kept = _build(drop_path_rule=None)  # mmpretrain's own linear spread
+def test_the_model_keeps_the_backbone_rates():
+    # the rule is DropPathRateHook's (the one knob): the model sets none
+    kept = _build(rule=None)  # mmpretrain's own linear spread
     assert get_drop_path_rates(kept.backbone) == pytest.approx([0.0, 0.5])
+    with pytest.raises(TypeError, match='drop_path_rule'):
+        _build(rule=None, drop_path_rule='uniform')
 
 
 def test_three_submodels_run_as_one_batch():

@@ -1,18 +1,27 @@
-"""Efficient stochastic depth equals the masked one, draw for draw."""
+"""Efficient block twins equal the masked blocks, draw for draw, and the
+table of convertible block types."""
 import contextlib
 import copy
+import os.path as osp
+import sys
 
 import pytest
 import torch
 
 import cosub_mm  # noqa: F401
-from cosub_mm.models.backbones import (copy_sharing_blocker,
-                                       enable_efficient_drop_path)
-from cosub_mm.models.utils import (CopyTracker, drop_path_add,
-                                   set_drop_path_rates, shared_copies)
+from cosub_mm.models.drop_path import (EFFICIENT_BLOCKS, EfficientBlock,
+                                       copy_sharing_blocker, drop_path_add,
+                                       enable_efficient_drop_path,
+                                       is_efficient_block,
+                                       register_efficient_block,
+                                       set_drop_path_rates, shared_copies)
 from cosub_mm.registry import MODELS
 
-from tiny_archs import IMG, TINY_ARCHS
+# the tiny architectures are shared with the backbone tests
+sys.path.insert(
+    0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                'test_backbones'))
+from tiny_archs import IMG, TINY_ARCHS  # noqa: E402
 
 VIT = dict(type='mmpretrain.VisionTransformer',
            arch=dict(embed_dims=32, num_layers=2, num_heads=2,
@@ -78,46 +87,6 @@ def test_eval_mode_is_untouched(arch):
     assert masked.state_dict().keys() == efficient.state_dict().keys()
 
 
-def test_branch_runs_only_on_kept_rows():
-    x = torch.randn(6, 5, requires_grad=True)
-    seen = []
-
-    def branch(h):
-        seen.append(h.shape[0])
-        return 2 * h
-
-    torch.manual_seed(0)
-    keep = (0.5 + torch.rand(6, 1)).floor().view(-1).bool()
-    torch.manual_seed(0)
-    out = drop_path_add(x, branch, 0.5, training=True)
-    assert seen == [int(keep.sum())] and 0 < seen[0] < 6
-    expected = x + torch.where(keep[:, None], 2 * x / 0.5, 0)
-    torch.testing.assert_close(out, expected)
-    out.sum().backward()
-    torch.testing.assert_close(x.grad, torch.where(keep[:, None], 5.0, 1.0)
-                               .expand(6, 5))
-
-
-def test_every_sample_dropping_gives_zero_gradients_like_masked():
-    x = torch.randn(4, 5)
-    lin = torch.nn.Linear(5, 5)
-    rows = []
-    torch.manual_seed(0)
-    out = drop_path_add(x, lambda h: rows.append(len(h)) or lin(h), 0.9999,
-                        True)
-    assert rows == [1] and torch.equal(out, x)  # one row, times zero
-    out.sum().backward()
-    # zeros, not None: AdamW then decays and moves them as in the masked
-    # form, and DDP sees every parameter used
-    assert torch.equal(lin.weight.grad, torch.zeros(5, 5))
-    # no sample drops: the whole batch, scaled by 1 / keep_prob
-    out = drop_path_add(x, lambda h: 3 * h, 1e-9, True)
-    torch.testing.assert_close(out, x + 3 * x / (1 - 1e-9))
-    # eval: the plain residual
-    assert torch.equal(drop_path_add(x, lambda h: 3 * h, 0.5, False),
-                       x + 3 * x)
-
-
 def test_cosub_classifier_switch_converts_the_backbone():
     backbone, neck, head = copy.deepcopy(TINY_ARCHS['deit3'])
     model = MODELS.build(
@@ -137,81 +106,7 @@ def test_batchnorm_backbones_are_refused_with_a_clear_error():
         enable_efficient_drop_path(backbone)
 
 
-# --- shared copies: a branch computed once for an image's identical copies
-
-
-def _linear_branch(seen):
-    lin = torch.nn.Linear(5, 5)
-
-    def branch(h):
-        seen.append(h.shape[0])
-        return torch.tanh(lin(h))
-
-    return lin, branch
-
-
-def _keep_mask(seed, rows, drop_prob):
-    torch.manual_seed(seed)
-    return (1 - drop_prob + torch.rand(rows, 1)).floor().view(-1).bool()
-
-
-@pytest.mark.parametrize('k', [2, 3])
-def test_shared_copies_compute_each_twin_branch_once(k):
-    n, drop = 4, 0.4
-    images = torch.randn(n, 5)
-    keep = _keep_mask(7, k * n, drop).view(k, n)
-    both = int(keep.all(0).sum())
-    assert 0 < both < n  # a mixed draw: some images shared, some not
-
-    def run(shared):
-        a = images.clone().requires_grad_()
-        seen = []
-        lin, branch = _linear_branch(seen)
-        torch.manual_seed(1)
-        lin.reset_parameters()
-        x = torch.cat([a] * k)
-        torch.manual_seed(7)
-        if shared:
-            with shared_copies(k) as tracker:
-                out = drop_path_add(x, branch, drop, True)
-            assert (tracker.computed_rows, tracker.kept_rows) == (
-                sum(seen), int(keep.sum()))
-        else:
-            out = drop_path_add(x, branch, drop, True)
-        (out * torch.arange(out.numel()).view_as(out)).sum().backward()
-        return out, a.grad, lin.weight.grad, sum(seen)
-
-    out_s, ga_s, gw_s, rows_s = run(True)
-    out_u, ga_u, gw_u, rows_u = run(False)
-    assert rows_u == int(keep.sum())
-    assert rows_s == rows_u - (k - 1) * both
-    torch.testing.assert_close(out_s, out_u)
-    torch.testing.assert_close(ga_s, ga_u)
-    torch.testing.assert_close(gw_s, gw_u)
-
-
-def test_copies_with_different_rows_are_not_shared():
-    a, b = torch.randn(3, 5), torch.randn(3, 5)
-    x = torch.cat([a, b])  # not copies, although declared as such
-    seen = []
-    _, branch = _linear_branch(seen)
-    torch.manual_seed(0)
-    with shared_copies(2) as tracker:
-        out = drop_path_add(x, branch, 1e-9, True)
-    assert seen == [6] and tracker.computed_rows == 6
-    torch.testing.assert_close(out, x + branch(x))
-    assert not tracker.twins.any()  # and never shared later
-
-
-def test_tracker_forgets_twins_whose_decisions_differed():
-    tracker = CopyTracker(2)
-    x = torch.zeros(4, 3)  # equal values throughout, e.g. zero branches
-    # image 0: copy 0 keeps, copy 1 drops -> no longer twins
-    assert tracker.update(x, torch.tensor([1, 0, 0, 0]).bool(), True) \
-        is None
-    assert tracker.twins.tolist() == [False, True]
-    shared = tracker.update(x, torch.ones(4, dtype=torch.bool), True)
-    assert shared.tolist() == [False, True]
+# --- shared copies through whole models: the twins and the classifier
 
 
 def _cosub(arch, efficient, share=True, rate=0.1, rule='uniform',
@@ -219,10 +114,11 @@ def _cosub(arch, efficient, share=True, rate=0.1, rule='uniform',
     backbone, neck, head = copy.deepcopy(TINY_ARCHS[arch])
     backbone.update(backbone_kw)
     torch.manual_seed(0)
-    return MODELS.build(
+    model = MODELS.build(
         dict(type='cosub_mm.CosubClassifier', backbone=backbone, neck=neck,
-             head=head, drop_path_rule=rule, drop_path_rate=rate,
-             efficient_drop_path=efficient, share_copies=share))
+             head=head, efficient_drop_path=efficient, share_copies=share))
+    set_drop_path_rates(model.backbone, rate, rule)
+    return model
 
 
 def _cosub_step(model, seed=3):
@@ -241,8 +137,8 @@ def _cosub_step(model, seed=3):
 
 @pytest.fixture
 def trackers(monkeypatch):
-    """The CopyTrackers the classifier opens, in order."""
-    from cosub_mm.models.classifiers import cosub_classifier
+    """The CopyTrackers the cosub step opens, in order."""
+    from cosub_mm.models import cosub_step
     opened = []
 
     @contextlib.contextmanager
@@ -251,7 +147,7 @@ def trackers(monkeypatch):
             opened.append(tracker)
             yield tracker
 
-    monkeypatch.setattr(cosub_classifier, 'shared_copies', recording)
+    monkeypatch.setattr(cosub_step, 'shared_copies', recording)
     return opened
 
 
@@ -306,46 +202,151 @@ def test_dropout_or_masked_blocks_turn_sharing_off(trackers):
     assert _cosub('deit3', efficient=True, share=False).share_copies is False
 
 
-@pytest.mark.parametrize('drop', [0.05, 0.2])
-def test_shared_compute_matches_the_twin_probability(drop):
-    """Over L branches, copies stay twins with probability q^j before branch
-    j (q = (1-p)^2 + p^2) and then both keep with (1-p)^2, so sharing
-    computes ``sum_j 2n(1-p) - n(1-p)^2 q^j`` rows instead of ``2Ln(1-p)``.
-    """
-    n, branches = 4000, 24
-    x = torch.zeros(2 * n, 1)
+# --- the table of convertible block types
+
+
+class _Block(torch.nn.Module):
+    """A block of a backbone cosub_mm does not know: x + DropPath(f(x))."""
+
+    def __init__(self, dims: int = 4, rate: float = 0.5) -> None:
+        super().__init__()
+        from mmcv.cnn.bricks import DropPath
+        self.fc = torch.nn.Linear(dims, dims)
+        self.drop_path = DropPath(rate)
+
+    def _branch(self, x):
+        return torch.tanh(self.fc(x))
+
+    def forward(self, x):
+        return x + self.drop_path(self._branch(x))
+
+
+class _EfficientBlock(_Block):
+
+    def forward(self, x):
+        return drop_path_add(x, self._branch, self.drop_path.drop_prob,
+                             self.training)
+
+
+@pytest.fixture
+def table():
+    """EFFICIENT_BLOCKS, restored after the test."""
+    saved = dict(EFFICIENT_BLOCKS)
+    yield EFFICIENT_BLOCKS
+    EFFICIENT_BLOCKS.clear()
+    EFFICIENT_BLOCKS.update(saved)
+
+
+def test_every_supported_block_is_in_the_table():
+    from mmpretrain.models.backbones.convnext import ConvNeXtBlock
+    from mmpretrain.models.backbones.deit3 import \
+        DeiT3TransformerEncoderLayer
+    from mmpretrain.models.backbones.swin_transformer import SwinBlock
+    from mmpretrain.models.backbones.vision_transformer import \
+        TransformerEncoderLayer
+
+    from cosub_mm.models.backbones import EfficientPiTBlock, PiTBlock
+    from cosub_mm.models.drop_path import (
+        EfficientConvNeXtBlock, EfficientDeiT3TransformerEncoderLayer,
+        EfficientSwinBlock, EfficientTransformerEncoderLayer)
+    assert {k: v.twin for k, v in EFFICIENT_BLOCKS.items()} == {
+        TransformerEncoderLayer: EfficientTransformerEncoderLayer,
+        DeiT3TransformerEncoderLayer: EfficientDeiT3TransformerEncoderLayer,
+        SwinBlock: EfficientSwinBlock,
+        ConvNeXtBlock: EfficientConvNeXtBlock,
+        PiTBlock: EfficientPiTBlock,  # registered by pit.py
+    }
+    # the ViT and DeiT III twins share one forward
+    assert (EfficientTransformerEncoderLayer.forward is
+            EfficientDeiT3TransformerEncoderLayer.forward)
+
+
+
+def test_pit_built_efficient_is_pit_converted():
+    from cosub_mm.models.backbones import EfficientPiTBlock
+    cfg = dict(TINY_ARCHS['pit'][0], efficient_drop_path=True)
     torch.manual_seed(0)
-    with shared_copies(2) as tracker:
-        for _ in range(branches):
-            x = drop_path_add(x, lambda h: h + 1, drop, True)
-    keep = 1 - drop
-    q = keep**2 + drop**2
-    expected = sum(2 * n * keep - n * keep**2 * q**j
-                   for j in range(branches))
-    assert tracker.computed_rows == pytest.approx(expected, rel=0.01)
-    assert tracker.kept_rows == pytest.approx(2 * n * keep * branches,
-                                              rel=0.01)
-    # the twins' rows really are equal, the others not
-    rows = x.view(2, n)
-    assert torch.equal(rows[0][tracker.twins], rows[1][tracker.twins])
-    assert tracker.twins.sum() == pytest.approx(n * q**branches, abs=60)
+    built = MODELS.build(cfg)
+    blocks = [m for m in built.modules() if isinstance(m, EfficientPiTBlock)]
+    assert len(blocks) == 2
+    assert all(type(m) is EfficientPiTBlock for m in blocks)
+    # already efficient: counted, not refused
+    assert enable_efficient_drop_path(built) == 2
+    masked, converted = _pair(TINY_ARCHS['pit'][0], 0.5)
+    built.load_state_dict(masked.state_dict())
+    set_drop_path_rates(built, 0.5, 'uniform')
+    x = torch.randn(8, 3, IMG, IMG)
+    out_b, _ = _run(built, x, seed=3)
+    out_c, _ = _run(converted, x, seed=3)
+    assert torch.equal(out_b, out_c)
+
+def test_a_registered_custom_block_is_converted_draw_for_draw(table):
+    torch.manual_seed(0)
+    masked = torch.nn.Sequential(_Block(), torch.nn.ReLU(), _Block())
+    model = copy.deepcopy(masked)
+    with pytest.raises(ValueError, match='Sequential has no block'):
+        enable_efficient_drop_path(model)  # not registered: refused
+    assert register_efficient_block(_Block, _EfficientBlock) \
+        is _EfficientBlock
+    assert table[_Block] == EfficientBlock(_EfficientBlock, None)
+    assert enable_efficient_drop_path(model) == 2
+    assert [type(m) for m in model] == [_EfficientBlock, torch.nn.ReLU,
+                                        _EfficientBlock]
+    assert is_efficient_block(model[0]) and not is_efficient_block(masked[0])
+    assert copy_sharing_blocker(model) is None
+    assert copy_sharing_blocker(masked).startswith('0.drop_path is a masked')
+    # converting again changes nothing and still counts the blocks
+    assert enable_efficient_drop_path(model) == 2
+    x = torch.randn(16, 4)
+    torch.manual_seed(3)
+    out_m = masked(x)
+    torch.manual_seed(3)
+    out_e = model(x)
+    torch.testing.assert_close(out_e, out_m)
+    assert not torch.allclose(out_m, masked.eval()(x))  # a mixed draw
 
 
-def test_rate_zero_branches_are_shared_without_drawing():
-    """Blocks at rate 0 (e.g. early blocks of the linear rule) keep every
-    copy, so twins stay twins and the branch runs once per image; like
-    DropPath, no random number is drawn for them."""
-    images = torch.randn(3, 5)
-    x = torch.cat([images] * 2)
-    seen = []
-    _, branch = _linear_branch(seen)
-    state = torch.get_rng_state()
-    with shared_copies(2) as tracker:
-        out = drop_path_add(x, branch, 0.0, True)
-    assert torch.equal(torch.get_rng_state(), state)
-    assert seen == [3] and tracker.twins.all()
-    torch.testing.assert_close(out, x + branch(x))
-    # outside the context: the plain residual on every row
-    seen.clear()
-    drop_path_add(x, branch, 0.0, True)
-    assert seen == [6]
+def test_a_block_failing_its_check_is_named_in_a_warning(table):
+    register_efficient_block(_Block, _EfficientBlock,
+                             check=lambda block: block.fc.in_features == 4)
+    model = torch.nn.Sequential(_Block(4), _Block(4),
+                                torch.nn.Linear(4, 3), _Block(3))
+    with pytest.warns(UserWarning, match=r'1 block\(s\) of Sequential keep '
+                      r'the masked drop path.*: 3 \(_Block\)$'):
+        assert enable_efficient_drop_path(model) == 2
+    assert [type(m) for m in model] == [_EfficientBlock, _EfficientBlock,
+                                        torch.nn.Linear, _Block]
+
+
+def test_the_table_refuses_bad_registrations(table):
+    with pytest.raises(TypeError, match='must be an nn.Module class'):
+        register_efficient_block(lambda x: x, _EfficientBlock)
+    with pytest.raises(TypeError, match='must be a subclass of it'):
+        register_efficient_block(_Block, torch.nn.Linear)
+    with pytest.raises(TypeError, match='must be a subclass of it'):
+        register_efficient_block(_Block, _Block)
+
+    class WithInit(_Block):
+
+        def __init__(self):
+            super().__init__()
+            self.extra = torch.nn.Linear(4, 4)
+
+    with pytest.raises(TypeError, match='WithInit defines __init__'):
+        register_efficient_block(_Block, WithInit)
+    assert _Block not in table
+
+    # as a decorator; registering the same twin again is a no-op
+    assert register_efficient_block(_Block)(_EfficientBlock) \
+        is _EfficientBlock
+    register_efficient_block(_Block, _EfficientBlock)
+
+    class Other(_Block):
+        pass
+
+    with pytest.raises(ValueError, match='already converts to '
+                       '_EfficientBlock; pass force=True'):
+        register_efficient_block(_Block, Other)
+    assert table[_Block].twin is _EfficientBlock
+    register_efficient_block(_Block, Other, force=True)
+    assert table[_Block].twin is Other

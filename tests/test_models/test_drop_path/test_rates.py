@@ -5,8 +5,9 @@ from mmengine.registry import DefaultScope
 from torch import nn
 
 import cosub_mm  # noqa: F401
-from cosub_mm.models.utils import (block_drop_paths, get_drop_path_rates,
-                                   set_drop_path_rates)
+from cosub_mm.models.drop_path import (block_drop_paths,
+                                       get_drop_path_rates,
+                                       set_drop_path_rates)
 from cosub_mm.registry import MODELS
 
 TINY = dict(embed_dims=16, num_layers=4, num_heads=2, feedforward_channels=32)
@@ -92,7 +93,7 @@ def test_convnext_identity_placeholders_become_drop_paths():
 
 def test_bad_rule_rate_and_model_are_refused():
     model = _build('vit')
-    with pytest.raises(ValueError, match='drop_path_rule must be one of'):
+    with pytest.raises(ValueError, match='drop path rule must be one of'):
         set_drop_path_rates(model, 0.1, 'cosine')
     with pytest.raises(ValueError, match=r'must be in \[0, 1\)'):
         set_drop_path_rates(model, 1.0)

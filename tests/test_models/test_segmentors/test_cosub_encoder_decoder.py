@@ -9,6 +9,7 @@ from mmengine.registry import DefaultScope
 from mmengine.structures import PixelData
 
 import cosub_mm  # noqa: F401
+from cosub_mm.models.drop_path import set_drop_path_rates
 from conftest import TEST_CONFIGS
 
 IGNORE = 255
@@ -85,7 +86,8 @@ def test_loss_matches_hand_computed_cosub_ce():
 
 
 def test_submodels_differ_in_training_and_inference_is_full_network():
-    model = _model(drop_path_rule='uniform', drop_path_rate=0.5)
+    model = _model()
+    set_drop_path_rates(model.backbone, 0.5, 'uniform')
     inputs, samples = _batch(n=2)
     model.train()
     torch.manual_seed(0)
@@ -102,7 +104,7 @@ def test_submodels_differ_in_training_and_inference_is_full_network():
 def test_distillation_gradient_does_not_reach_teacher():
     model = _model(cosub_loss=dict(type='cosub_mm.CosubLoss', lambda_=1.0))
     model.train()
-    inputs, samples = _batch(n=1)
+    inputs, samples = _batch(n=2)
     losses = model.loss(inputs, samples)
     assert float(losses['decode.loss_label']) == 0.0
     losses['decode.loss_distill'].backward()
@@ -120,3 +122,52 @@ def test_refuses_backbone_without_stochastic_depth():
     with DefaultScope.overwrite_default_scope('mmseg'):
         with pytest.raises(ValueError, match='drop_path_rate'):
             MODELS.build(cfg)
+
+
+def _seg_step(model, inputs, samples, seed=3):
+    model.train()
+    model.zero_grad()
+    torch.manual_seed(seed)
+    losses = model.loss(inputs, copy.deepcopy(samples))
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    return losses, {k: p.grad.clone() if p.grad is not None else
+                    torch.zeros_like(p) for k, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize('share', [False, True])
+def test_efficient_drop_path_equals_masked_draw_for_draw(share, monkeypatch):
+    from cosub_mm.models import cosub_step
+    from cosub_mm.models.drop_path import shared_copies
+    trackers = []
+
+    def recording(k):
+        tracker = shared_copies(k)
+        trackers.append(tracker)
+        return tracker
+
+    monkeypatch.setattr(cosub_step, 'shared_copies', recording)
+    torch.manual_seed(0)
+    masked = _model()
+    efficient = _model(efficient_drop_path=True, share_copies=share)
+    efficient.load_state_dict(masked.state_dict())
+    for model in (masked, efficient):
+        set_drop_path_rates(model.backbone, 0.3, 'uniform')
+    assert type(efficient.backbone.layers[0]).__name__.startswith(
+        'Efficient')
+    inputs, samples = _batch(n=4)
+    losses_m, grads_m = _seg_step(masked, inputs, samples)
+    losses_e, grads_e = _seg_step(efficient, inputs, samples)
+    for key in ('decode.loss_label', 'decode.loss_distill', 'aux.loss_ce'):
+        torch.testing.assert_close(losses_e[key], losses_m[key])
+    for key in grads_m:
+        torch.testing.assert_close(grads_e[key], grads_m[key], rtol=1e-4,
+                                   atol=1e-6, msg=key)
+    assert len(trackers) == int(share)  # the step's sharing context
+
+
+def test_batch_of_one_with_batchnorm_is_refused():
+    model = _model()  # UPerHead and FCNHead use BatchNorm
+    model.train()
+    inputs, samples = _batch(n=1)
+    with pytest.raises(ValueError, match='batch of 1 image with BatchNorm'):
+        model.loss(inputs, samples)
