@@ -11,6 +11,8 @@ Example:
     ... class MyLoss(torch.nn.Module): ...
     >>> # in any config: loss=dict(type='cosub_mm.MyLoss')
 """
+from typing import Optional
+
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import EVALUATOR as MMENGINE_EVALUATOR
@@ -37,25 +39,33 @@ __all__ = [
 SCOPE = 'cosub_mm'
 
 
-def _child(name: str, parent: Registry, location: str) -> Registry:
-    return Registry(
-        name, parent=parent, scope=SCOPE, locations=[f'cosub_mm.{location}'])
+def _child(name: str,
+           parent: Registry,
+           location: Optional[str] = None) -> Registry:
+    """A ``cosub_mm`` registry under ``parent``.
+
+    ``location`` is the package whose import registers the members, so
+    ``type='cosub_mm.X'`` works before anything imported it. Registries
+    that cosub_mm registers nothing into take none: a location that does
+    not import would fail every build that goes through the registry.
+    Give one its location along with its first member.
+    """
+    locations = [f'cosub_mm.{location}'] if location else []
+    return Registry(name, parent=parent, scope=SCOPE, locations=locations)
 
 
 MODELS = _child('model', MMENGINE_MODELS, 'models')
 HOOKS = _child('hook', MMENGINE_HOOKS, 'engine')
 TRANSFORMS = _child('transform', MMENGINE_TRANSFORMS, 'datasets')
 DATASETS = _child('dataset', MMENGINE_DATASETS, 'datasets')
-DATA_SAMPLERS = _child('data sampler', MMENGINE_DATA_SAMPLERS, 'datasets')
-METRICS = _child('metric', MMENGINE_METRICS, 'evaluation')
-EVALUATOR = _child('evaluator', MMENGINE_EVALUATOR, 'evaluation')
-OPTIMIZERS = _child('optimizer', MMENGINE_OPTIMIZERS, 'engine')
-OPTIM_WRAPPERS = _child('optim_wrapper', MMENGINE_OPTIM_WRAPPERS, 'engine')
+DATA_SAMPLERS = _child('data sampler', MMENGINE_DATA_SAMPLERS)
+METRICS = _child('metric', MMENGINE_METRICS)
+EVALUATOR = _child('evaluator', MMENGINE_EVALUATOR)
+OPTIMIZERS = _child('optimizer', MMENGINE_OPTIMIZERS)
+OPTIM_WRAPPERS = _child('optim_wrapper', MMENGINE_OPTIM_WRAPPERS)
 OPTIM_WRAPPER_CONSTRUCTORS = _child('optimizer wrapper constructor',
-                                    MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
-                                    'engine')
-PARAM_SCHEDULERS = _child('parameter scheduler', MMENGINE_PARAM_SCHEDULERS,
-                          'engine')
-RUNNERS = _child('runner', MMENGINE_RUNNERS, 'engine')
-LOOPS = _child('loop', MMENGINE_LOOPS, 'engine')
-VISUALIZERS = _child('visualizer', MMENGINE_VISUALIZERS, 'visualization')
+                                    MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS)
+PARAM_SCHEDULERS = _child('parameter scheduler', MMENGINE_PARAM_SCHEDULERS)
+RUNNERS = _child('runner', MMENGINE_RUNNERS)
+LOOPS = _child('loop', MMENGINE_LOOPS)
+VISUALIZERS = _child('visualizer', MMENGINE_VISUALIZERS)

@@ -32,9 +32,3 @@ custom_hooks = [
     dict(type='cosub_mm.BackboneExportHook'),
 ]
 
-# configs/cosub tests: a 2-stage PiT
-tiny_overrides = {
-    'model.backbone.arch':
-    dict(base_dims=[8, 8], depths=[1, 1], num_heads=[2, 4], patch_size=8,
-         stride=4),
-}

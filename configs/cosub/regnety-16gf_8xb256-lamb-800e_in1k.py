@@ -29,11 +29,3 @@ custom_hooks = [
     dict(type='cosub_mm.BackboneExportHook'),
 ]
 
-# configs/cosub tests: a 2-stage RegNetY
-tiny_overrides = {
-    'model.backbone.arch':
-    dict(w0=8, wa=8.0, wm=2.0, group_w=8, depth=2, bot_mul=1.0),
-    'model.backbone.strides': (2, 2),
-    'model.backbone.dilations': (1, 1),
-    'model.backbone.out_indices': (1, ),
-}

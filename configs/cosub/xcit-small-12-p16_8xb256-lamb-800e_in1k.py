@@ -41,11 +41,3 @@ custom_hooks = [
     dict(type='cosub_mm.BackboneExportHook'),
 ]
 
-# configs/cosub tests: XCiT has no arch presets; patch 8 on 32 px
-tiny_overrides = {
-    'model.backbone.embed_dims': 32,
-    'model.backbone.depth': 1,
-    'model.backbone.cls_attn_layers': 1,
-    'model.backbone.num_heads': 2,
-    'model.backbone.patch_size': 8,
-}

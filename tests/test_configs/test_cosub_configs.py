@@ -14,14 +14,17 @@ file. :func:`shrink` makes any classification config tiny:
   pipeline;
 - loop: one epoch (2 iterations) then validation, or 2 iterations.
 
-A config whose backbone this cannot shrink declares its tiny settings as
-dotted keys whose values replace the config's, either in the config file
-itself::
+A backbone this cannot shrink gets its tiny settings in
+:data:`TINY_OVERRIDES` below, keyed by the backbone's ``type``: dotted keys
+whose values replace the config's, e.g.::
 
-    tiny_overrides = {'model.backbone.arch': 'tiny', 'model.head.in_channels': 96}
+    'cosub_mm.Foo': {'model.backbone.arch': 'tiny',
+                     'model.head.in_channels': 96}
 
-or in :data:`TINY_OVERRIDES` below, keyed by config file name. Overrides
-that set ``model.backbone.*`` replace the automatic backbone shrinking.
+so every config of that backbone (baseline, ``cosub_`` twin, other sizes)
+shares them. They are test settings and stay out of the user configs.
+Overrides that set ``model.backbone.*`` replace the automatic backbone
+shrinking.
 """
 import copy
 import glob
@@ -39,8 +42,31 @@ from conftest import REPO, make_cls_dataset
 
 CONFIG_DIR = osp.join(REPO, 'configs', 'cosub')
 CONFIGS = sorted(glob.glob(osp.join(CONFIG_DIR, '*.py')))
-# config file name -> dotted-key overrides (see the module docstring)
-TINY_OVERRIDES = {}
+# backbone type -> dotted-key overrides (see the module docstring)
+TINY_OVERRIDES = {
+    # a 2-stage PiT
+    'cosub_mm.PiT': {
+        'model.backbone.arch':
+        dict(base_dims=[8, 8], depths=[1, 1], num_heads=[2, 4], patch_size=8,
+             stride=4),
+    },
+    # a 2-stage RegNetY
+    'cosub_mm.RegNetY': {
+        'model.backbone.arch':
+        dict(w0=8, wa=8.0, wm=2.0, group_w=8, depth=2, bot_mul=1.0),
+        'model.backbone.strides': (2, 2),
+        'model.backbone.dilations': (1, 1),
+        'model.backbone.out_indices': (1, ),
+    },
+    # XCiT has no arch presets; patch 8 on 32 px
+    'XCiT': {
+        'model.backbone.embed_dims': 32,
+        'model.backbone.depth': 1,
+        'model.backbone.cls_attn_layers': 1,
+        'model.backbone.num_heads': 2,
+        'model.backbone.patch_size': 8,
+    },
+}
 TINY_PX = 32
 
 
@@ -118,11 +144,14 @@ def _set_head_channels(cfg):
     cfg.model.head.in_channels = int(last.shape[1])
 
 
+def tiny_overrides(cfg: Config) -> dict:
+    """The :data:`TINY_OVERRIDES` entry of the config's backbone type."""
+    return dict(TINY_OVERRIDES.get(cfg.model.backbone['type'], {}))
+
+
 def shrink(cfg: Config, name: str, data_root: str, work_dir: str) -> None:
     """Make a classification config tiny (see the module docstring)."""
-    overrides = dict(TINY_OVERRIDES.get(name) or cfg.get('tiny_overrides')
-                     or {})
-    cfg.pop('tiny_overrides', None)
+    overrides = tiny_overrides(cfg)
     _drop_pretrained(cfg.model)
     backbone = cfg.model.backbone
     if not any(k.startswith('model.backbone') for k in overrides):
@@ -130,8 +159,8 @@ def shrink(cfg: Config, name: str, data_root: str, work_dir: str) -> None:
         if not kind:
             raise AssertionError(
                 f'{name}: cannot shrink backbone {backbone["type"]!r}; '
-                'declare `tiny_overrides` in the config or in '
-                'TINY_OVERRIDES of tests/test_configs/test_cosub_configs.py')
+                'add its tiny settings to TINY_OVERRIDES (keyed by backbone '
+                'type) of tests/test_configs/test_cosub_configs.py')
         backbone.arch = TINY_ARCH[kind]
         if kind == 'swin':  # 32 px ends in a 1x1 map: pad to the window
             backbone.window_size = 2
@@ -235,7 +264,7 @@ def test_config_trains_two_tiny_iterations(path, tiny_data, tmp_path):
     if 'cosub_mm.BackboneExportHook' in hooks:
         assert osp.isfile(osp.join(str(tmp_path), 'backbone.pth'))
     if 'cosub_mm.DropPathRateHook' in hooks:
-        from cosub_mm.models.utils import get_drop_path_rates
+        from cosub_mm.models.drop_path import get_drop_path_rates
         rates = get_drop_path_rates(runner.model.backbone)
         assert len(set(rates)) == 1, rates  # uniform in every block
 
@@ -267,8 +296,7 @@ def test_cosub_twin_inherits_baseline_and_differs_only_in_model(path):
     assert b['model']['type'] != a['model']['type']
     assert _without(a, ['model']) == _without(b, ['model'])
     # the model: type, the cosub loss, and which pretrained file to load
-    allowed = ['type', 'cosub_loss', 'drop_path_rule', 'drop_path_rate',
-               'backbone.init_cfg.checkpoint']
+    allowed = ['type', 'cosub_loss', 'backbone.init_cfg.checkpoint']
     assert _without(a['model'], allowed) == _without(b['model'], allowed)
 
 
@@ -279,14 +307,26 @@ def _child_config(tmp_path, body: str) -> Config:
     return Config.fromfile(str(path))
 
 
-def test_shrink_applies_tiny_overrides_declared_in_the_config(tmp_path):
-    cfg = _child_config(tmp_path, (
-        "tiny_overrides = {'model.backbone.arch': dict(embed_dims=48, "
-        "num_layers=1, num_heads=2, feedforward_channels=32)}\n"))
+def test_tiny_overrides_stay_in_this_table_and_are_used():
+    types = set()
+    for path in CONFIGS:
+        cfg = Config.fromfile(path)
+        assert 'tiny_overrides' not in cfg, path  # no test settings there
+        types.add(cfg.model.backbone['type'])
+    assert set(TINY_OVERRIDES) <= types
+
+
+def test_shrink_applies_tiny_overrides(tmp_path, monkeypatch):
+    cfg = _child_config(tmp_path, '')
+    monkeypatch.setitem(
+        TINY_OVERRIDES, cfg.model.backbone['type'], {
+            'model.backbone.arch':
+            dict(embed_dims=48, num_layers=1, num_heads=2,
+                 feedforward_channels=32)
+        })
     shrink(cfg, 'child.py', str(tmp_path), str(tmp_path))
     assert cfg.model.backbone.arch['embed_dims'] == 48
     assert cfg.model.head.in_channels == 48  # read off a forward pass
-    assert 'tiny_overrides' not in cfg
     pipeline = cfg.train_dataloader.dataset.pipeline
     assert pipeline[1]['type'] == 'RandomResizedCrop'
     assert pipeline[1]['scale'] == TINY_PX
@@ -296,7 +336,7 @@ def test_shrink_names_the_fix_for_an_unknown_backbone(tmp_path):
     cfg = _child_config(tmp_path, (
         "model = dict(backbone=dict(_delete_=True, type='ResNet', "
         'depth=18))\n'))
-    with pytest.raises(AssertionError, match='declare `tiny_overrides`'):
+    with pytest.raises(AssertionError, match='TINY_OVERRIDES'):
         shrink(cfg, 'child.py', str(tmp_path), str(tmp_path))
 
 

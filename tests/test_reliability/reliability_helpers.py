@@ -72,7 +72,7 @@ def train_and_kill(work_dir: str, data_root: str, marker: str,
 
 def weights(path: str) -> Dict[str, torch.Tensor]:
     """The ``state_dict`` of a checkpoint, read weights-only."""
-    from cosub_mm.compat import safe_load
+    from cosub_mm.fileio import safe_load
     return safe_load(path)['state_dict']
 
 

@@ -17,7 +17,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import cosub_mm  # noqa: F401
-from cosub_mm.compat import UnsafeCheckpointError
+from cosub_mm.fileio import UnsafeCheckpointError
 from conftest import TEST_CONFIGS, make_cls_dataset, run_tool
 
 TINY_CLS = osp.join(TEST_CONFIGS, 'tiny_cls.py')
