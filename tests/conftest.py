@@ -2,12 +2,13 @@
 import os
 import os.path as osp
 import subprocess
-import sys
 from typing import List, Optional
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from cosub_mm import runs
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TEST_CONFIGS = osp.join(REPO, 'tests', 'data', 'configs')
@@ -15,24 +16,18 @@ TEST_CONFIGS = osp.join(REPO, 'tests', 'data', 'configs')
 
 def tool_env(**extra: str) -> dict:
     """Environment for subprocesses: this checkout first on the path."""
-    env = dict(os.environ)
-    env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
-    env.setdefault('OMP_NUM_THREADS', '2')
-    env.update(extra)
-    return env
+    extra.setdefault('OMP_NUM_THREADS', os.environ.get('OMP_NUM_THREADS', '2'))
+    return runs.tool_env(**extra)
 
 
 def run_tool(args: List[str], timeout: float = 300,
              env: Optional[dict] = None,
              check: bool = True) -> subprocess.CompletedProcess:
     """Run ``python tools/<args>`` from the repo root; show output on error."""
-    cmd = [sys.executable] + args
-    proc = subprocess.run(
-        cmd, cwd=REPO, env=env or tool_env(), capture_output=True,
-        text=True, timeout=timeout)
+    proc = runs.run_tool(args, env=env or tool_env(), timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(
-            f'{" ".join(cmd)} exited {proc.returncode}\n'
+            f'{" ".join(args)} exited {proc.returncode}\n'
             f'--- stdout\n{proc.stdout[-4000:]}\n'
             f'--- stderr\n{proc.stderr[-6000:]}')
     return proc

@@ -2,50 +2,54 @@
 
 Stages (each a ``tools/*.py`` subprocess, so the runner's log shows):
 
-1. cosub pretraining of the demo ViT (``configs/demo/cosub_*.py``) on a
-   Fashion-MNIST subset, with top-1 on the 10,000 test images at the end;
-   with ``--baseline`` its baseline twin too;
+1. cosub training of the demo ViT (``configs/demo/cosub_*.py``) on the
+   60,000 Fashion-MNIST training images, evaluated on the 10,000 test images
+   during training and once at the end; with ``--baseline`` its baseline
+   twin too;
 2. backbone export: ``{work_dir}/cosub/backbone.pth`` (``backbone.`` keys),
    written by the config's ``cosub_mm.BackboneExportHook``;
 3. the accuracy of the network's submodels (blocks removed at test time),
    ``tools/analysis_tools/submodel_accuracy.py``: CSV and PNG;
 4. UperNet finetuning of the exported backbone on the real-pixel scene set
-   (``configs/demo/upernet_fashion-scenes.py`` and
-   ``tools/dataset_converters/make_fashion_scenes.py``) and its mIoU, when
-   both files exist.
+   (``configs/demo/upernet_fashion-scenes.py``), its mIoU curve, the best and
+   worst classes and a PNG of validation scenes
+   (``tools/analysis_tools/seg_predictions.py``).
 
-It ends with a results table and the paths of the checkpoints and plots.
+It ends with a results table, the committed study's headline beside it
+(``docs/results/fashion_mnist_summary.json``) and the paths of the
+checkpoints and plots.
 
 Usage:
-    python tools/demo.py [--work-dir work_dirs/demo] [--epochs 8]
-        [--num-train 2000] [--baseline] [--no-seg] [--cfg-options K=V ...]
+    python tools/demo.py [--work-dir work_dirs/demo] [--iters 700]
+        [--num-train N] [--baseline] [--no-seg] [--seg-iters 600]
+        [--record docs/results/demo.json] [--cfg-options K=V ...]
+    python tools/demo.py --record-from work_dirs/demo/demo_results.json \
+        --record docs/results/demo.json
+
+``--record`` writes the run's numbers as a small JSON record, the markdown
+generated from it (``demo.md``, copied into README.md by
+``tools/misc/update_readme.py``) and copies of its PNGs beside it.
 """
 import argparse
+import csv
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
+import shutil
 import time
 from typing import Dict, List, Optional, Sequence
 
-# This checkout's cosub_mm first (not an installed copy), then the tools.
-sys.path[:0] = [osp.dirname(osp.dirname(osp.abspath(__file__))),
-                osp.join(osp.dirname(osp.abspath(__file__)), 'analysis_tools')]
-from replicate_fashion_mnist import (BASE_CFG, COSUB_CFG, REPO,  # noqa: E402
-                                     check_fashion_mnist, read_val_history,
-                                     run_training, schedule_options, train_env)
+from cosub_mm.runs import (REPO, check_fashion_mnist, format_options,
+                           last_checkpoint, metric_history, read_scalars,
+                           run_tool, tool_env, train_config)
 
+COSUB_CFG = 'configs/demo/cosub_vit-6l-96d-p7_1xb256-adamw-700i_fashion-mnist.py'
+BASE_CFG = 'configs/demo/vit-6l-96d-p7_1xb256-adamw-700i_fashion-mnist.py'
 SEG_CFG = 'configs/demo/upernet_fashion-scenes.py'
 SCENES_TOOL = 'tools/dataset_converters/make_fashion_scenes.py'
-
-
+STUDY_SUMMARY = 'docs/results/fashion_mnist_summary.json'
 def default_threads() -> int:
-    """Torch threads per process: the cores the machine has free now.
-
-    On a loaded machine one thread per process was measured ten times
-    faster than two (threads waiting on each other).
-    """
+    """Torch threads per process: the cores the machine has free now."""
     cores = os.cpu_count() or 1
     try:
         free = cores - os.getloadavg()[0]
@@ -58,32 +62,28 @@ def banner(text: str) -> None:
     print(f'\n===== {text} =====', flush=True)
 
 
-def plot_training(work_dirs: Dict[str, str], png: str) -> None:
-    """Training loss and test top-1 of the demo runs, one PNG."""
+def run_or_exit(args: List[str], threads: int) -> None:
+    """Run a tool with its output on the terminal; exit on failure."""
+    proc = run_tool(args, env=tool_env(threads), capture=False)
+    if proc.returncode != 0:
+        raise SystemExit(f'demo: {" ".join(args)} failed '
+                         f'(exit {proc.returncode})')
+
+
+def plot_training(curves: Dict[str, dict], png: str) -> None:
+    """Training loss and test top-1 over iterations, one PNG."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5), dpi=110)
-    for label, wd in work_dirs.items():
-        stamp = sorted(d for d in os.listdir(wd) if osp.isfile(
-            osp.join(wd, d, 'vis_data', 'scalars.json')))[-1]
-        train, val = [], []
-        with open(osp.join(wd, stamp, 'vis_data', 'scalars.json')) as f:
-            for line in f:
-                rec = json.loads(line)
-                if 'loss_label' in rec:  # cosub: the supervised part
-                    train.append((rec['step'], rec['loss_label'] * 2))
-                elif 'loss' in rec:
-                    train.append((rec['step'], rec['loss']))
-                if 'accuracy/top1' in rec:
-                    val.append((rec['step'], rec['accuracy/top1']))
-        if train:
-            ax1.plot(*zip(*train), label=label)
-        if val:
-            ax2.plot(*zip(*val), marker='o', label=label)
+    for label, c in curves.items():
+        if c['loss']:
+            ax1.plot(*zip(*c['loss']), label=label)
+        if c['top1']:
+            ax2.plot(*zip(*c['top1']), marker='o', label=label)
     ax1.set_xlabel('iteration')
     ax1.set_ylabel('cross-entropy with the labels')
-    ax2.set_xlabel('epoch')
+    ax2.set_xlabel('iteration')
     ax2.set_ylabel('test top-1 (%)')
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
@@ -93,36 +93,38 @@ def plot_training(work_dirs: Dict[str, str], png: str) -> None:
     plt.close(fig)
 
 
-def run_tool(args: List[str], threads: int) -> None:
-    """Run ``python tools/...``; its output goes straight to the terminal."""
-    cmd = [sys.executable] + args
-    rc = subprocess.call(cmd, cwd=REPO, env=train_env(threads))
-    if rc != 0:
-        raise SystemExit(f'demo: {" ".join(cmd)} failed (exit {rc})')
-
-
-def read_miou(work_dir: str) -> float:
-    """The last ``mIoU`` an mmseg run logged."""
-    stamps = sorted(d for d in os.listdir(work_dir) if osp.isfile(
-        osp.join(work_dir, d, 'vis_data', 'scalars.json')))
-    miou = None
-    with open(osp.join(work_dir, stamps[-1], 'vis_data', 'scalars.json')) \
-            as f:
-        for line in f:
-            rec = json.loads(line)
-            if 'mIoU' in rec:
-                miou = rec['mIoU']
-    if miou is None:
-        raise RuntimeError(f'no mIoU logged under {work_dir}')
-    return float(miou)
+def study_headline() -> Optional[str]:
+    """The committed study's headline, one line, or None."""
+    path = osp.join(REPO, STUDY_SUMMARY)
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        summary = json.load(f)
+    lines = []
+    for h in summary.get('headlines', []):
+        iv = h.get('equal_iterations')
+        if not iv or 'cosub' not in h:
+            continue
+        ci = ('' if iv['low'] is None else
+              f" [{iv['low']:+.2f}, {iv['high']:+.2f}] 95 % CI")
+        lines.append(
+            f"{h['num_train']:,} training images, {h['seeds']} seeds: cosub "
+            f"{h['cosub']:.2f} vs baseline {h['baseline']:.2f} % test top-1, "
+            f"paired difference {iv['mean']:+.2f}{ci}")
+    if not lines:
+        return ('no paired cosub/baseline result yet (see '
+                f'{summary["source"]})')
+    return '\n'.join(lines) + f'\n(from {summary["source"]})'
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/demo')
-    parser.add_argument('--epochs', type=int, default=8)
-    parser.add_argument('--num-train', type=int, default=2000,
-                        help='first N training images (60000: all)')
+    parser.add_argument('--iters', type=int, default=None,
+                        help='training iterations (default: the config\'s '
+                        '700); the schedule scales along')
+    parser.add_argument('--num-train', type=int, default=None,
+                        help='first N training images (default all 60,000)')
     parser.add_argument('--num-test', type=int, default=None,
                         help='first N test images (default all 10,000)')
     parser.add_argument('--baseline', action='store_true',
@@ -132,58 +134,158 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--submodel-num-random', type=int, default=16)
     parser.add_argument('--no-seg', action='store_true',
                         help='skip the segmentation stage')
-    parser.add_argument('--seg-num-train', type=int, default=200)
-    parser.add_argument('--seg-num-val', type=int, default=50)
+    parser.add_argument('--seg-iters', type=int, default=None,
+                        help='UperNet iterations (default: the config\'s)')
+    parser.add_argument('--seg-num-train', type=int, default=400)
+    parser.add_argument('--seg-num-val', type=int, default=100)
     parser.add_argument('--seg-size', type=int, default=64)
     parser.add_argument('--seg-data-root', default='data/fashion_scenes')
     parser.add_argument('--seg-cfg-options', nargs='+', default=[],
                         help='overrides for the UperNet config, K=V')
+    parser.add_argument('--data-root', default='data/fashion_mnist')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch threads per process (default: the '
                         'cores free now)')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='overrides for the classification configs, K=V')
+    parser.add_argument('--record', default=None,
+                        help='write the run record (JSON), its markdown and '
+                        'PNGs here, e.g. docs/results/demo.json')
+    parser.add_argument('--record-from', default=None,
+                        help='train nothing: record the demo_results.json '
+                        'of an earlier run (with --record)')
     return parser.parse_args(argv)
+
+
+def write_record(summary: dict, path: str) -> str:
+    """Write the demo's record, its markdown and its PNGs; return the md.
+
+    Args:
+        summary (dict): What :func:`main` wrote to ``demo_results.json``.
+        path (str): The record's path (``.json``); ``.md`` and the PNGs
+            (``<stem>_*.png``) go beside it.
+    """
+    stem = osp.splitext(path)[0]
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    pngs = []
+    for src in summary['plots']:
+        dst = f'{stem}_{osp.basename(src)}'
+        shutil.copyfile(src, dst)
+        pngs.append(osp.basename(dst))
+    seg = summary.get('seg')
+    record = dict(
+        results={k: {f: v[f] for f in ('top1', 'submodel_mean',
+                                       'last_half_removed', 'wall_s')}
+                 for k, v in summary['results'].items()},
+        seg=None if not seg else {f: seg[f] for f in (
+            'mIoU', 'best', 'worst', 'per_class', 'curve', 'flat')},
+        study=study_headline(), wall_s=round(summary['wall_s']),
+        submodel_num_test=summary.get('submodel_num_test', 1000),
+        load=summary.get('load'), threads=summary.get('threads'),
+        pngs=pngs)
+    with open(path, 'w') as f:
+        json.dump(record, f, indent=1)
+    md = render_record(record)
+    with open(stem + '.md', 'w') as f:
+        f.write(md)
+    return md
+
+
+def render_record(record: dict) -> str:
+    """The markdown of a demo record."""
+    lines = ['# make demo', '',
+             'Generated by `tools/demo.py --record` from `demo.json`; do not '
+             'edit by hand.', '',
+             f"One `make demo` run: {record['wall_s'] / 60:.1f} min wall "
+             f"time, {record.get('threads') or '?'} thread(s) per process, "
+             + ('machine load not recorded.' if record.get('load') is None
+                else f"1-min load at the end {record['load']}."), '',
+             '| model | Fashion-MNIST test top-1 (%), 10,000 images | random '
+             f"submodels, mean top-1 ({record.get('submodel_num_test')} test "
+             'images) | half the blocks removed (same images) | train wall '
+             'time (s) |', '|---|---|---|---|---|']
+    for label, r in record['results'].items():
+        sub, half = r['submodel_mean'], r['last_half_removed']
+        lines.append(f"| {label} | {r['top1']:.2f} | "
+                     f"{'-' if sub is None else f'{sub:.2f}'} | "
+                     f"{'-' if half is None else f'{half:.2f}'} | "
+                     f"{r['wall_s']:.0f} |")
+    seg = record.get('seg')
+    if seg:
+        pc = seg['per_class']
+        lines += ['', f"UperNet on the exported cosub backbone, fashion "
+                  f"scenes: mIoU {seg['mIoU']:.2f} (validation curve "
+                  f"{seg['curve']}); best class {seg['best']} "
+                  f"{pc[seg['best']]:.2f}, worst {seg['worst']} "
+                  f"{pc[seg['worst']]:.2f}. {seg['flat']}"]
+    lines += ['', 'The cosub study beside it: ' + (
+        record['study'].replace('\n', '; ') if record.get('study') else
+        'no committed study results.'), '']
+    lines += [f'![{p}]({p})' for p in record['pngs']]
+    return '\n'.join(lines) + '\n'
+
+
+def _abs(path: str) -> str:
+    return path if osp.isabs(path) else osp.join(REPO, path)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
+    if args.record_from:
+        if not args.record:
+            raise SystemExit('demo: --record-from needs --record PATH')
+        with open(args.record_from) as f:
+            summary = json.load(f)
+        print(write_record(summary, _abs(args.record)))
+        return summary
     start = time.time()
-    check_fashion_mnist()
+    check_fashion_mnist(_abs(args.data_root))
     threads = args.threads or default_threads()
-    work_dir = args.work_dir if osp.isabs(args.work_dir) else osp.join(
-        REPO, args.work_dir)
+    work_dir = _abs(args.work_dir)
     os.makedirs(work_dir, exist_ok=True)
     print(f'demo: work dir {work_dir}, {threads} thread(s) per process',
           flush=True)
 
-    options: Dict[str, object] = schedule_options(
-        args.epochs, val_interval=args.epochs)
-    options['train_dataloader.dataset.indices'] = args.num_train
+    options: Dict[str, object] = {}
+    if args.num_train:
+        options['train_dataloader.dataset.indices'] = args.num_train
     if args.num_test:
         options['val_dataloader.dataset.indices'] = args.num_test
-        options['test_dataloader.dataset.indices'] = args.num_test
     for kv in args.cfg_options:
         key, value = kv.split('=', 1)
         options[key] = value
+    train_args = ['--test']
+    if args.iters:
+        train_args += ['--length', str(args.iters)]
+    if options:
+        train_args += ['--cfg-options'] + format_options(options)
 
-    runs = [('cosub', COSUB_CFG)]
-    if args.baseline:
-        runs.append(('baseline', BASE_CFG))
+    runs = [('cosub', COSUB_CFG)] + ([('baseline', BASE_CFG)]
+                                     if args.baseline else [])
     results: Dict[str, dict] = {}
+    curves: Dict[str, dict] = {}
     for i, (label, config) in enumerate(runs, 1):
-        banner(f'stage 1.{i}: {label} pretraining on Fashion-MNIST '
-               f'({args.num_train} images, {args.epochs} epochs)')
+        banner(f'stage 1.{i}: {label} training on Fashion-MNIST '
+               f'({args.num_train or 60000} images)')
         run_dir = osp.join(work_dir, label)
-        wall = run_training(config, run_dir, options, threads=threads,
+        wall = train_config(config, run_dir, train_args, threads=threads,
                             echo=lambda s: print(s, flush=True))
-        top1 = read_val_history(run_dir)[-1]['accuracy/top1']
-        with open(osp.join(run_dir, 'last_checkpoint')) as f:
-            ckpt = f.read().strip()
-        results[label] = dict(config=config, checkpoint=ckpt, top1=top1,
+        with open(osp.join(run_dir, 'test_metrics.json')) as f:
+            top1 = json.load(f)['accuracy/top1']
+        scalars = read_scalars(run_dir)
+        loss = metric_history(scalars, 'loss_label') or metric_history(
+            scalars, 'loss')
+        if label == 'cosub':  # loss_label is weighted (1 - λ)/2 per copy
+            loss = [(s, 2 * v) for s, v in loss]
+        curves[label] = dict(loss=loss,
+                             top1=metric_history(scalars, 'accuracy/top1'))
+        results[label] = dict(config=config,
+                              checkpoint=last_checkpoint(run_dir), top1=top1,
                               wall_s=wall, work_dir=run_dir)
         print(f'{label}: test top-1 {top1:.2f} % in {wall:.0f} s',
               flush=True)
+    train_png = osp.join(work_dir, 'training.png')
+    plot_training(curves, train_png)
 
     banner('stage 2: backbone export')
     backbone = osp.join(results['cosub']['work_dir'], 'backbone.pth')
@@ -204,9 +306,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     model_opts = [kv for kv in args.cfg_options if kv.startswith('model.')]
     if model_opts:
         sub_args += ['--cfg-options'] + model_opts
-    run_tool(sub_args, threads)
+    run_or_exit(sub_args, threads)
     sub_png = osp.join(sub_dir, 'submodel_accuracy.png')
-    import csv
     with open(osp.join(sub_dir, 'submodel_accuracy.csv')) as f:
         rows = list(csv.DictReader(f))
     for label, res in results.items():
@@ -217,79 +318,101 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         res['submodel_mean'] = sum(rand) / len(rand) if rand else None
         res['last_half_removed'] = half[len(half) // 2] if half else None
 
-    train_png = osp.join(work_dir, 'training.png')
-    plot_training({k: v['work_dir'] for k, v in results.items()}, train_png)
-
     banner('stage 4: UperNet finetuning on the Fashion-MNIST scenes')
-    miou = None
-    seg_ckpt = None
+    seg = None
     if args.no_seg:
         print('skipped (--no-seg)', flush=True)
-    elif not (osp.isfile(osp.join(REPO, SEG_CFG))
-              and osp.isfile(osp.join(REPO, SCENES_TOOL))):
-        print(f'unavailable: {SEG_CFG} or {SCENES_TOOL} is not in this '
-              'checkout yet (the segmentation issue)', flush=True)
     else:
-        scenes = args.seg_data_root if osp.isabs(args.seg_data_root) \
-            else osp.join(REPO, args.seg_data_root)
-        stamp = osp.join(scenes, '.complete')
-        wanted = f'{args.seg_num_train} {args.seg_num_val} {args.seg_size}'
-        if not (osp.isfile(stamp) and open(stamp).read() == wanted):
-            print(f'generating the scene set in {scenes}', flush=True)
-            run_tool([SCENES_TOOL, '--out-dir', scenes, '--seed', '0',
-                      '--num-train', str(args.seg_num_train),
-                      '--num-val', str(args.seg_num_val),
-                      '--size', str(args.seg_size)], threads)
-            with open(stamp, 'w') as f:
-                f.write(wanted)
-        seg_dir = osp.join(work_dir, 'upernet')
-        seg_opts = {
-            'model.backbone.init_cfg.checkpoint': backbone,
-            'train_dataloader.dataset.data_root': scenes,
-            'val_dataloader.dataset.data_root': scenes,
-            'test_dataloader.dataset.data_root': scenes,
-        }
-        for kv in args.seg_cfg_options:
-            key, value = kv.split('=', 1)
-            seg_opts[key] = value
-        run_training(SEG_CFG, seg_dir, seg_opts, threads=threads,
-                     echo=lambda s: print(s, flush=True))
-        miou = read_miou(seg_dir)
-        last = osp.join(seg_dir, 'last_checkpoint')
-        if osp.isfile(last):
-            with open(last) as f:
-                seg_ckpt = f.read().strip()
+        seg = segmentation_stage(args, work_dir, backbone, threads)
 
     wall = time.time() - start
     banner(f'results (demo wall time {wall:.0f} s)')
-    print('| model | Fashion-MNIST top-1 (%) | random submodels, mean top-1 '
-          '| half the blocks removed | train wall time (s) |')
+    print('| model | Fashion-MNIST test top-1 (%) | random submodels, mean '
+          f'top-1 ({args.submodel_num_test} test images) | half the blocks '
+          'removed | train wall time (s) |')
     print('|---|---|---|---|---|')
     for label, res in results.items():
-        sub = res['submodel_mean']
-        half = res['last_half_removed']
+        sub, half = res['submodel_mean'], res['last_half_removed']
         print(f'| {label} | {res["top1"]:.2f} | '
               f'{"-" if sub is None else f"{sub:.2f}"} | '
               f'{"-" if half is None else f"{half:.2f}"} | '
               f'{res["wall_s"]:.0f} |')
-    if miou is not None:
-        print(f'\nUperNet on the cosub backbone, Fashion-MNIST scenes: '
-              f'mIoU {miou:.2f}')
+    if seg:
+        pc = seg['per_class']
+        print(f"\nUperNet on the cosub backbone, Fashion-MNIST scenes: mIoU "
+              f"{seg['mIoU']:.2f} (curve {seg['curve']}); best class "
+              f"{seg['best']} {pc[seg['best']]:.2f}, worst {seg['worst']} "
+              f"{pc[seg['worst']]:.2f}. {seg['flat']}")
+    headline = study_headline()
+    print('\nThe cosub study (cosub vs its baseline, paired seeds):\n' +
+          (headline or f'no committed study results ({STUDY_SUMMARY})'))
+    plots = [train_png, sub_png] + ([seg['png']] if seg else [])
     print('\ncheckpoints:')
     for label, res in results.items():
         print(f'  {label}: {res["checkpoint"]}')
     print(f'  cosub backbone: {backbone}')
-    if seg_ckpt:
-        print(f'  upernet: {seg_ckpt}')
-    print('plots:')
-    print(f'  training curves: {train_png}')
-    print(f'  submodel accuracy: {sub_png}', flush=True)
-    summary = dict(results=results, backbone=backbone, miou=miou,
-                   seg_checkpoint=seg_ckpt, plots=[train_png, sub_png],
-                   wall_s=wall)
+    if seg:
+        print(f'  upernet: {seg["checkpoint"]}')
+    print('plots:\n' + '\n'.join(f'  {p}' for p in plots), flush=True)
+    load = [round(v, 2) for v in os.getloadavg()][0] if hasattr(
+        os, 'getloadavg') else None
+    summary = dict(results=results, backbone=backbone, seg=seg,
+                   study=headline, plots=plots, wall_s=wall, load=load,
+                   threads=threads, submodel_num_test=args.submodel_num_test)
     with open(osp.join(work_dir, 'demo_results.json'), 'w') as f:
         json.dump(summary, f, indent=1)
+    if args.record:
+        write_record(summary, _abs(args.record))
+        print(f'record: {args.record}')
     return summary
+
+
+def segmentation_stage(args: argparse.Namespace, work_dir: str,
+                       backbone: str, threads: int) -> dict:
+    """Generate the scenes, finetune UperNet, score and draw it."""
+    scenes = _abs(args.seg_data_root)
+    stamp = osp.join(scenes, '.complete')
+    wanted = f'{args.seg_num_train} {args.seg_num_val} {args.seg_size}'
+    if not (osp.isfile(stamp) and open(stamp).read() == wanted):
+        print(f'generating the scene set in {scenes}', flush=True)
+        run_or_exit([SCENES_TOOL, '--out-dir', scenes, '--seed', '0',
+                     '--num-train', str(args.seg_num_train),
+                     '--num-val', str(args.seg_num_val),
+                     '--size', str(args.seg_size)], threads)
+        with open(stamp, 'w') as f:
+            f.write(wanted)
+    seg_dir = osp.join(work_dir, 'upernet')
+    seg_opts = {'model.backbone.init_cfg.checkpoint': backbone}
+    for split in ('train', 'val', 'test'):
+        seg_opts[f'{split}_dataloader.dataset.data_root'] = scenes
+    for kv in args.seg_cfg_options:
+        key, value = kv.split('=', 1)
+        seg_opts[key] = value
+    seg_args = ['--cfg-options'] + format_options(seg_opts)
+    if args.seg_iters:
+        seg_args = ['--length', str(args.seg_iters)] + seg_args
+    train_config(SEG_CFG, seg_dir, seg_args, threads=threads,
+                 echo=lambda s: print(s, flush=True))
+    curve = metric_history(read_scalars(seg_dir), 'mIoU')
+    if not curve:
+        raise SystemExit(f'demo: no mIoU logged under {seg_dir}')
+    ckpt = last_checkpoint(seg_dir)
+    pred_dir = osp.join(work_dir, 'seg_predictions')
+    run_or_exit(['tools/analysis_tools/seg_predictions.py', SEG_CFG, ckpt,
+                 '--out-dir', pred_dir, '--cfg-options'] +
+                format_options({k: v for k, v in seg_opts.items()
+                                if 'data_root' in k}), threads)
+    with open(osp.join(pred_dir, 'per_class_iou.json')) as f:
+        seg = json.load(f)
+    last_gain = curve[-1][1] - curve[-2][1] if len(curve) > 1 else None
+    seg.update(
+        curve=', '.join(f'{s}: {v:.1f}' for s, v in curve),
+        checkpoint=ckpt, png=osp.join(pred_dir, 'seg_predictions.png'),
+        flat=('The mIoU curve has flattened (last evaluation '
+              f'{last_gain:+.2f}).' if last_gain is not None and
+              last_gain < 1.0 else 'The mIoU was still rising at the end: '
+              'the iteration budget stopped it (--seg-iters).'))
+    return seg
 
 
 if __name__ == '__main__':

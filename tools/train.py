@@ -2,18 +2,22 @@
 
 Usage:
     python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]]
-        [--amp] [--auto-scale-lr] [--no-validate] [--cfg-options K=V ...]
-        [--launcher {none,pytorch,slurm,mpi}]
+        [--amp] [--auto-scale-lr] [--no-validate] [--length N] [--test]
+        [--cfg-options K=V ...] [--launcher {none,pytorch,slurm,mpi}]
 """
 import argparse
+import json
 import os
+import os.path as osp
 
 import cosub_mm  # noqa: F401  (stack fixes first, then registration)
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from cosub_mm.utils import fix_dataloaders, scope_of, set_work_dir
+from cosub_mm.fileio import atomic_write_text
+from cosub_mm.utils import (fix_dataloaders, log_metrics_by_iter,
+                            scale_schedule, scope_of, set_work_dir)
 
 
 def parse_args() -> argparse.Namespace:
@@ -39,6 +43,16 @@ def parse_args() -> argparse.Namespace:
         action='store_true',
         help='scale the learning rate by the actual batch size')
     parser.add_argument(
+        '--length',
+        type=int,
+        help='train for N epochs or iterations (the config\'s unit), with '
+        'every scheduler bound scaled along (warmup stays a fraction)')
+    parser.add_argument(
+        '--test',
+        action='store_true',
+        help='evaluate the final model on the test set once after training '
+        'and write {work_dir}/test_metrics.json')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -58,6 +72,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Merge the command-line flags into the config."""
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if args.length is not None:
+        scale_schedule(cfg, args.length)
     scope_of(cfg)
     set_work_dir(cfg, args.config, args.work_dir)
     cfg.launcher = args.launcher
@@ -94,6 +110,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.auto_scale_lr.enable = True
 
     fix_dataloaders(cfg)
+    log_metrics_by_iter(cfg)
     return cfg
 
 
@@ -106,6 +123,13 @@ def main() -> None:
     else:
         runner = Runner.from_cfg(cfg)
     runner.train()
+    if args.test:
+        metrics = runner.test()
+        if runner.rank == 0:
+            atomic_write_text(
+                json.dumps({k: float(v) for k, v in metrics.items()},
+                           indent=1),
+                osp.join(cfg.work_dir, 'test_metrics.json'))
 
 
 if __name__ == '__main__':

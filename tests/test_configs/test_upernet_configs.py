@@ -298,7 +298,7 @@ def _miou_from_maps(pred_dir: str, ann_dir: str) -> float:
 
 def test_demo_config_finetunes_demo_vit_and_test_tool_tta_show(
         scenes, tmp_path):
-    """The demo UperNet loads the demo ViT classifier (patch 4, 1 channel),
+    """The demo UperNet loads the demo ViT classifier (patch 7, 1 channel),
     trains 2 iterations; tools/test.py --tta --show-dir --out then reports
     the mIoU of the label maps it wrote and draws PNG overlays."""
     from mmpretrain.registry import MODELS
@@ -311,7 +311,7 @@ def test_demo_config_finetunes_demo_vit_and_test_tool_tta_show(
         classifier = MODELS.build(dict(
             type='cosub_mm.CosubClassifier', backbone=vit,
             head=dict(type='VisionTransformerClsHead', num_classes=10,
-                      in_channels=128)))
+                      in_channels=vit['arch']['embed_dims'])))
     ckpt = str(tmp_path / 'demo_cosub.pth')
     torch.save({'state_dict': classifier.state_dict(), 'meta': {}}, ckpt)
 

@@ -7,13 +7,12 @@ import struct
 import torch
 
 from conftest import run_tool
-from cosub_mm.compat import safe_load
+from cosub_mm.fileio import safe_load
 
 TINY = ['model.backbone.arch.embed_dims=32', 'model.backbone.arch.num_layers=2',
         'model.backbone.arch.num_heads=2',
         'model.backbone.arch.feedforward_channels=64',
-        'model.backbone.patch_size=7', 'model.head.in_channels=32',
-        'train_dataloader.batch_size=64']
+        'model.head.in_channels=32', 'train_dataloader.batch_size=64']
 
 
 def _png_size(path):
@@ -26,20 +25,21 @@ def _png_size(path):
 def test_demo_trains_exports_evaluates_and_reports(tmp_path):
     work_dir = str(tmp_path / 'demo')
     proc = run_tool(
-        ['tools/demo.py', '--work-dir', work_dir, '--epochs', '1',
+        ['tools/demo.py', '--work-dir', work_dir, '--iters', '4',
          '--num-train', '256', '--num-test', '200', '--threads', '1',
          '--submodel-num-test', '100', '--submodel-num-random', '3',
-         '--seg-num-train', '4', '--seg-num-val', '2', '--seg-size', '64',
-         '--seg-cfg-options', 'train_cfg.max_iters=2',
-         'train_cfg.val_interval=2', '--cfg-options'] + TINY, timeout=600)
+         '--seg-num-train', '4', '--seg-num-val', '3', '--seg-size', '64',
+         '--seg-data-root', str(tmp_path / 'scenes'), '--seg-iters', '2',
+         '--cfg-options'] + TINY, timeout=900)
     out = proc.stdout
     with open(osp.join(work_dir, 'demo_results.json')) as f:
         summary = json.load(f)
     cosub = summary['results']['cosub']
-    # runner log lines are streamed; the table repeats the logged top-1
-    assert re.search(r'Epoch\(train\) \[1\]\[4/4\]', out)
+    # runner log lines are streamed; the table repeats the final test top-1
+    assert re.search(r'Iter\(train\) \[4/4\]', out)
+    assert re.search(r'Iter\(test\) \[20/20\]', out)  # all 10,000 images
     logged = re.findall(r'accuracy/top1: ([\d.]+)', out)
-    assert float(logged[-1]) == cosub['top1']
+    assert float(logged[-1]) == round(cosub['top1'], 4)
     assert f'| cosub | {cosub["top1"]:.2f} |' in out
     # the backbone export holds exactly the classifier's backbone weights
     ckpt = safe_load(cosub['checkpoint'])['state_dict']
@@ -47,14 +47,55 @@ def test_demo_trains_exports_evaluates_and_reports(tmp_path):
     assert set(backbone) == {k for k in ckpt if k.startswith('backbone.')}
     for key in backbone:
         torch.testing.assert_close(backbone[key], ckpt[key])
+    assert len(summary['plots']) == 3  # training, submodels, seg scenes
     for png in summary['plots']:
         assert png in out
         width, height = _png_size(png)
         assert 400 <= width <= 2000 and 300 <= height <= 1200
     assert cosub['checkpoint'] in out
-    # segmentation: an mIoU once the scene set lands, else said unavailable
-    if summary['miou'] is None:
-        assert 'stage 4' in out and 'unavailable' in out
-    else:
-        assert 0.0 <= summary['miou'] <= 100.0
-        assert f'mIoU {summary["miou"]:.2f}' in out
+    seg = summary['seg']
+    assert 0.0 <= seg['mIoU'] <= 100.0
+    assert f"mIoU {seg['mIoU']:.2f}" in out
+    assert f"best class {seg['best']}" in out
+    assert f"worst {seg['worst']}" in out
+    assert 'The cosub study' in out
+
+
+def test_missing_fashion_mnist_names_the_fix(tmp_path):
+    proc = run_tool(['tools/demo.py', '--data-root', str(tmp_path),
+                     '--work-dir', str(tmp_path / 'w')], check=False)
+    assert proc.returncode != 0
+    assert 'make setup' in proc.stderr
+    assert 'apt-get install dataset-fashion-mnist' in proc.stderr
+    assert str(tmp_path) in proc.stderr
+
+
+def test_record_from_a_run_writes_json_markdown_and_pngs(tmp_path):
+    from PIL import Image
+    plots = []
+    for name in ('training.png', 'seg_predictions.png'):
+        path = tmp_path / name
+        Image.new('RGB', (8, 8)).save(path)
+        plots.append(str(path))
+    summary = dict(
+        results=dict(cosub=dict(top1=80.891, submodel_mean=81.5,
+                                last_half_removed=None, wall_s=100.4)),
+        seg=dict(mIoU=22.6, best='grass', worst='shirt',
+                 per_class=dict(grass=80.0, shirt=1.5), curve='100: 22.6',
+                 flat='The mIoU curve has flattened.'),
+        plots=plots, wall_s=600.2, load=None, threads=2,
+        submodel_num_test=1000)
+    src = tmp_path / 'demo_results.json'
+    src.write_text(json.dumps(summary))
+    record = tmp_path / 'out' / 'demo.json'
+    run_tool(['tools/demo.py', '--record-from', str(src), '--record',
+              str(record)])
+    saved = json.loads(record.read_text())
+    assert saved['results']['cosub']['top1'] == 80.891
+    assert saved['pngs'] == ['demo_training.png', 'demo_seg_predictions.png']
+    md = (tmp_path / 'out' / 'demo.md').read_text()
+    assert '| cosub | 80.89 | 81.50 | - | 100 |' in md
+    assert 'mIoU 22.60' in md and 'best class grass 80.00' in md
+    assert '10.0 min wall time, 2 thread(s)' in md
+    assert '![demo_training.png](demo_training.png)' in md
+    assert (tmp_path / 'out' / 'demo_seg_predictions.png').is_file()

@@ -126,11 +126,11 @@ def test_cli_writes_backbone_only_checkpoint_weights_only(tmp_path,
     monkeypatch.setattr(sys, 'argv', [
         TOOL, str(src_path), str(dst_path), '--backbone-only'])
     tool.main()
-    out = cosub_mm.compat.safe_load(str(dst_path))['state_dict']
+    out = cosub_mm.fileio.safe_load(str(dst_path))['state_dict']
     assert out and all(k.startswith('backbone.') for k in out)
     # A pickle that would run code is refused, not loaded.
     torch.save({'model': timm_deit3_state_dict(), 'x': os.getcwd},
                src_path)
     monkeypatch.setattr(sys, 'argv', [TOOL, str(src_path), str(dst_path)])
-    with pytest.raises(cosub_mm.compat.UnsafeCheckpointError):
+    with pytest.raises(cosub_mm.fileio.UnsafeCheckpointError):
         tool.main()

@@ -1,75 +1,216 @@
-"""tools/analysis_tools/replicate_fashion_mnist.py: run plan and the
-generated results (no training: synthetic run results)."""
+"""tools/analysis_tools/replicate_fashion_mnist.py: statistics, records,
+stale detection, the staged plan and the generated results (synthetic
+records; no training)."""
+import json
 import os.path as osp
-import re
 import sys
 
 import numpy as np
+import pytest
+from mmengine.config import Config
+from scipy import stats
 
 from conftest import REPO
 
 sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
 import replicate_fashion_mnist as rep  # noqa: E402
 
-
-def test_plan_gives_the_baseline_twice_the_epochs_for_equal_compute():
-    args = rep.parse_args(['--epochs', '10', '--seeds', '0', '1', '2'])
-    runs = rep.plan_runs(args)
-    assert [(r['method'], r['epochs'], r['seed']) for r in runs] == [
-        (m, e, s) for s in (0, 1, 2)
-        for m, e in (('cosub', 10), ('baseline', 10), ('baseline', 20))]
-    for run in runs:
-        opts = run['options']
-        assert opts['train_cfg.max_epochs'] == run['epochs']
-        assert opts['param_scheduler.1.end'] == run['epochs']
-        assert opts['param_scheduler.0.end'] == run['epochs'] // 10
-        assert opts['randomness.seed'] == run['seed']
-        assert opts['model.backbone.layer_cfgs.drop_path_rate'] == 0.1
-    # the same recipe apart from the schedule, the seed and cosub's λ
-    strip = ('train_cfg.max_epochs', 'param_scheduler', 'randomness.seed',
-             'model.cosub_loss')
-    common = [{k: v for k, v in r['options'].items()
-               if not k.startswith(strip)} for r in runs]
-    assert all(c == common[0] for c in common)
+COSUB = [80.1, 80.9, 81.4, 80.2, 81.0]
+BASE = [79.0, 80.5, 80.3, 79.9, 80.1]
 
 
-def _results(values):
-    out = []
-    for (method, epochs), tops in values.items():
-        for seed, top1 in enumerate(tops):
-            out.append(dict(method=method, epochs=epochs, seed=seed,
-                            top1=top1, wall_s=10.0 * epochs,
-                            history=[dict(step=epochs, **{
-                                'accuracy/top1': top1})]))
-    return out
+def test_paired_interval_equals_scipy_ttest_rel():
+    iv = rep.paired_interval(COSUB, BASE)
+    ref = stats.ttest_rel(COSUB, BASE).confidence_interval(0.95)
+    d = np.subtract(COSUB, BASE)
+    assert iv['n'] == 5
+    assert iv['mean'] == pytest.approx(d.mean())
+    assert iv['std'] == pytest.approx(d.std(ddof=1))
+    assert iv['low'] == pytest.approx(ref.low)
+    assert iv['high'] == pytest.approx(ref.high)
+    # fixed numbers: mean 0.76, t(0.975, 4) = 2.7764
+    assert iv['low'] == pytest.approx(0.76 - 2.776445 * d.std(ddof=1) / 5**.5)
 
 
-def _row(md, label, epochs):
-    line = [ln for ln in md.splitlines()
-            if ln.startswith(f'| {label} | {epochs} |')][0]
-    return [c.strip() for c in line.strip('|').split('|')]
+def test_one_pair_has_no_interval():
+    iv = rep.paired_interval([80.0], [79.0])
+    assert iv['mean'] == pytest.approx(1.0) and iv['low'] is None
 
 
-def test_results_report_mean_std_and_say_when_cosub_does_not_win():
-    args = rep.parse_args(['--epochs', '10', '--seeds', '0', '1', '2'])
-    cos, b1, b2 = [80.1, 80.9, 81.4], [78.0, 78.5, 79.3], [81.0, 82.0, 83.0]
-    md = rep.summarise(args, _results({('cosub', 10): cos,
-                                       ('baseline', 10): b1,
-                                       ('baseline', 20): b2}), 'x.png')
-    row = _row(md, 'cosub', 10)
-    assert row[3] == f'{np.mean(cos):.2f} ± {np.std(cos, ddof=1):.2f}'
-    assert row[4] == '80.10, 80.90, 81.40'
-    delta_a = np.mean(cos) - np.mean(b1)
-    assert f'cosub wins by {delta_a:+.2f} points' in md
-    delta_b = np.mean(cos) - np.mean(b2)
-    assert f'cosub does not win ({delta_b:+.2f} points' in md
-    assert re.search(r'cosub / baseline at equal epochs: 1\.00x', md)
+def test_run_config_holds_out_validation_and_keeps_the_test_set(tmp_path):
+    spec = rep.make_spec('n5000', 'cosub', 2e-3, 0.05, 0.2, 1000, 3,
+                         lam=0.25, loss='bce')
+    path = tmp_path / 'c.py'
+    path.write_text(rep.config_text(spec))
+    cfg = Config.fromfile(str(path))
+    assert cfg.train_dataloader.dataset.indices == 5000  # first 5,000
+    val = cfg.val_dataloader.dataset
+    assert val.split == 'train' and val.test_mode is False
+    assert val.indices == list(range(55000, 60000))
+    # the test set is the full, untouched test split
+    test = cfg.test_dataloader.dataset
+    assert test.test_mode is True and 'indices' not in test
+    assert cfg.model.backbone.drop_path_rate == 0.2
+    assert cfg.model.cosub_loss == dict(type='cosub_mm.CosubLoss',
+                                        lambda_=0.25, loss_type='bce')
+    assert cfg.optim_wrapper.optimizer.lr == 2e-3
+    assert cfg.randomness.seed == 3
+    assert cfg.train_cfg.val_interval == 100
 
 
-def test_partial_results_are_marked_incomplete():
-    args = rep.parse_args(['--epochs', '10', '--seeds', '0'])
-    md = rep.summarise(args, _results({('cosub', 10): [80.0]}), 'x.png',
-                       missing=['baseline_10e_seed0', 'baseline_20e_seed0'])
-    assert 'Incomplete: 2 run(s) not finished' in md
-    assert _row(md, 'baseline', 20)[2] == '0'
-    assert md.count('not measured (runs missing)') == 2
+def test_config_hash_ignores_the_seed_and_follows_the_recipe(tmp_path):
+    a = rep.make_spec('n5000', 'baseline', 2e-3, 0.05, 0.1, 1000, 0)
+    h = rep.config_hash(a, str(tmp_path))
+    assert rep.config_hash(dict(a, seed=4), str(tmp_path)) == h
+    assert rep.config_hash(dict(a, lr=1e-3), str(tmp_path)) != h
+    assert rep.config_hash(dict(a, iters=2000), str(tmp_path)) != h
+
+
+def _record(spec, work_dir, val, test, s_per_iter=0.5, hash_=None):
+    name = rep.run_name(spec)
+    return dict(name=name, spec=spec,
+                config_hash=hash_ or rep.config_hash(spec, work_dir),
+                num_train=1000, val_top1=val, best_val_top1=val,
+                val_curve=[[spec['iters'], val]], test_top1=test,
+                s_per_iter=s_per_iter, wall_s=100.0, load_end=[2.0, 2.0, 2.0])
+
+
+def _write(records_dir, rec):
+    path = osp.join(records_dir, rec['spec']['regime'], rec['name'] + '.json')
+    import os
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(rec, f)
+
+
+def test_records_round_trip_and_stale_ones_are_set_apart(tmp_path):
+    wd, rd = str(tmp_path / 'work'), str(tmp_path / 'records')
+    spec = rep.make_spec('quick', 'baseline', 2e-3, 0.05, 0.1, 20, 0)
+    good = _record(spec, wd, 70.0, 69.0)
+    old = _record(dict(spec, seed=1), wd, 71.0, 70.0, hash_='0' * 16)
+    for rec in (good, old):
+        _write(rd, rec)
+    loaded = rep.load_records(rd, 'quick')
+    assert sorted(r['name'] for r in loaded) == sorted(
+        [good['name'], old['name']])
+    assert {r['name']: r for r in loaded}[good['name']] == good
+    valid, stale = rep.split_stale(loaded, wd)
+    assert list(valid) == [good['name']] and stale == [old['name']]
+
+
+def test_unreadable_record_names_the_file(tmp_path):
+    folder = tmp_path / 'quick'
+    folder.mkdir()
+    (folder / 'broken.json').write_text('{"name": ')
+    with pytest.raises(SystemExit, match='broken.json'):
+        rep.load_records(str(tmp_path), 'quick')
+
+
+def test_plan_stages_follow_the_records(tmp_path):
+    wd = str(tmp_path)
+    reg = rep.REGIMES['quick']
+    t, grid = reg['iters'], reg['grid']
+    plan = rep.Plan('quick', {})
+    # stage 1: the baseline sweep (plus the likely first headline run)
+    assert [s['arm'] for s in plan.runnable] == ['baseline'] * len(grid) + [
+        'cosub']
+    records = {}
+
+    def add(spec, val, test, s_per_iter=0.5):
+        rec = _record(spec, wd, val, test, s_per_iter)
+        records[rec['name']] = rec
+
+    vals = [70.0, 72.0]  # the second grid point wins on validation
+    tests = [75.0, 60.0]  # ... though the first is better on test
+    for g, v, te in zip(grid, vals, tests):
+        add(plan.base(g, t, 0), v, te)
+    plan = rep.Plan('quick', records)
+    assert plan.best == grid[1]  # chosen on validation, not test
+    assert plan.base(grid[1], 2 * t, 0) in plan.runnable
+    add(plan.base(grid[1], 2 * t, 0), 72.3, 61.0)  # +0.3 < 0.5: converged
+    add(plan.cosub(grid[1], t, 0), 73.0, 62.0, s_per_iter=0.8)
+    plan = rep.Plan('quick', records)
+    assert plan.length == t and plan.converged is True
+    assert plan.compute_ratio == pytest.approx(1.6)
+    assert plan.equal_iters == 32  # round(20 * 1.6)
+    names = [rep.run_name(s) for s in plan.runnable]
+    assert names[:2] == [rep.run_name(plan.cosub(grid[1], t, 1)),
+                         rep.run_name(plan.base(grid[1], t, 1))]
+    assert rep.run_name(plan.base(grid[1], 32, 0)) in names
+    bce = plan.cosub(grid[1], t, 0, loss='bce')
+    assert bce['loss'] == 'bce' and rep.run_name(bce) in names
+
+
+def test_unconverged_baseline_doubles_its_length(tmp_path):
+    wd = str(tmp_path)
+    regime = dict(rep.REGIMES['quick'], max_doublings=1)
+    rep.REGIMES['quick_x'] = regime
+    try:
+        t, grid = regime['iters'], regime['grid']
+        records = {}
+        for g, v in zip(grid, (70.0, 60.0)):
+            spec = dict(rep.make_spec('quick_x', 'baseline', *g, t, 0))
+            records[rep.run_name(spec)] = _record(spec, wd, v, v)
+        spec = rep.make_spec('quick_x', 'baseline', *grid[0], 2 * t, 0)
+        records[rep.run_name(spec)] = _record(spec, wd, 72.0, 72.0)
+        plan = rep.Plan('quick_x', records)
+        assert plan.length is None
+        assert rep.make_spec('quick_x', 'baseline', *grid[0], 4 * t, 0) in \
+            plan.runnable
+    finally:
+        del rep.REGIMES['quick_x']
+
+
+def test_summary_is_generated_from_the_records(tmp_path):
+    wd, rd = str(tmp_path / 'work'), str(tmp_path / 'records')
+    reg = rep.REGIMES['quick']
+    t, grid = reg['iters'], reg['grid']
+    plan = rep.Plan('quick', {})
+    recs = [_record(plan.base(grid[0], t, 0), wd, 72.0, BASE[0]),
+            _record(plan.base(grid[1], t, 0), wd, 70.0, 50.0),
+            _record(plan.base(grid[0], 2 * t, 0), wd, 72.1, 79.5)]
+    for seed, (c, b) in enumerate(zip(COSUB[:2], BASE[:2])):
+        recs.append(_record(plan.cosub(grid[0], t, seed), wd, 73.0, c, 0.75))
+        if seed:
+            recs.append(_record(plan.base(grid[0], t, seed), wd, 72.0, b))
+    recs.append(_record(plan.base(grid[0], t, 1), wd, 1.0, 1.0,
+                        hash_='f' * 16))  # stale twin of a valid name
+    for rec in recs[:-1]:
+        _write(rd, rec)
+    stale = dict(recs[-1], name='stale_run')
+    _write(rd, stale)
+    out_md = str(tmp_path / 'out' / 'fm.md')
+    summary = rep.summarise(['quick'], rd, wd, out_md)
+    md = open(out_md).read()
+    iv = rep.paired_interval(COSUB[:2], BASE[:2])
+    assert summary['headlines'][0]['equal_iterations'] == iv
+    assert (f"{iv['mean']:+.2f} [{iv['low']:+.2f}, {iv['high']:+.2f}]"
+            in md)
+    assert f'| cosub | {t} | 2 | {rep.mean_std(COSUB[:2])} |' in md
+    assert '**(chosen)**' in md and 'stale_run' in md
+    assert 'no significant difference' in md
+    assert osp.isfile(osp.join(tmp_path, 'out', 'fm.png'))
+    with open(osp.join(tmp_path, 'out', 'fm_summary.json')) as f:
+        assert json.load(f)['stale'] == ['quick/stale_run']
+
+
+def test_committed_results_are_regenerated_from_committed_records(tmp_path):
+    """docs/results/fashion_mnist.md is what --summarise-only writes."""
+    out_md = str(tmp_path / 'fashion_mnist.md')
+    rep.summarise([r for r in rep.REGIMES if r != 'quick'],
+                  osp.join(REPO, 'docs', 'results', 'runs'),
+                  str(tmp_path / 'work'), out_md)
+    with open(osp.join(REPO, 'docs', 'results', 'fashion_mnist.md')) as f:
+        committed = f.read()
+    assert open(out_md).read() == committed, (
+        'docs/results/fashion_mnist.md is not what the records give: run '
+        'tools/analysis_tools/replicate_fashion_mnist.py --summarise-only')
+
+
+def test_val_curve_restores_iterations_of_step0_logs():
+    spec = rep.make_spec('n5000', 'baseline', 2e-3, 0.05, 0.1, 1000, 0)
+    logged_at_0 = dict(spec=spec, val_curve=[[0, 70.0], [0, 75.0], [0, 80.]])
+    assert rep.val_curve(logged_at_0) == [(100, 70.0), (200, 75.0),
+                                          (300, 80.0)]
+    right = dict(spec=spec, val_curve=[[100, 70.0], [200, 75.0]])
+    assert rep.val_curve(right) == [(100, 70.0), (200, 75.0)]

@@ -19,7 +19,10 @@ from conftest import REPO
 
 sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
 import submodel_accuracy  # noqa: E402
-from replicate_fashion_mnist import COSUB_CFG, schedule_options  # noqa: E402
+from cosub_mm.utils import scale_schedule  # noqa: E402
+
+COSUB_CFG = ('configs/demo/cosub_vit-6l-96d-p7_1xb256-adamw-700i_'
+             'fashion-mnist.py')
 
 NUM_TEST = 150
 TINY = {
@@ -38,7 +41,8 @@ def tiny_run(tmp_path_factory):
     """A tiny cosub ViT trained 4 iterations; its runner's test top-1."""
     work_dir = str(tmp_path_factory.mktemp('submodel_ckpt'))
     cfg = Config.fromfile(osp.join(REPO, COSUB_CFG))
-    cfg.merge_from_dict(dict(TINY, **schedule_options(1, val_interval=1)))
+    cfg.merge_from_dict(TINY)
+    scale_schedule(cfg, 4)
     cfg.merge_from_dict({
         'train_dataloader.dataset.indices': 256,
         'train_dataloader.batch_size': 64,
@@ -51,7 +55,7 @@ def tiny_run(tmp_path_factory):
     runner = Runner.from_cfg(cfg)
     runner.train()
     metrics = runner.test()
-    return osp.join(work_dir, 'epoch_1.pth'), metrics['accuracy/top1']
+    return osp.join(work_dir, 'iter_4.pth'), metrics['accuracy/top1']
 
 
 def _run(tmp_path, ckpt, *extra):

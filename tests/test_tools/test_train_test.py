@@ -3,6 +3,7 @@
 Tiny configs train a few iterations on generated data; a checkpoint is
 saved, --resume continues from the saved iteration, tools/test.py evaluates.
 """
+import json
 import os.path as osp
 import re
 import socket
@@ -114,10 +115,26 @@ def test_dist_train_cosub_efficient_when_a_batch_drops_a_whole_block(
     proc = subprocess.run(
         ['bash', 'tools/dist_train.sh', CLS_CFG, '2', '--work-dir', work_dir,
          '--cfg-options', 'model.type=cosub_mm.CosubClassifier',
-         'model.efficient_drop_path=True', 'model.drop_path_rule=uniform',
-         'model.drop_path_rate=0.9', 'randomness.seed=0'] +
+         'model.efficient_drop_path=True',
+         'model.backbone.drop_path_rate=0.9', 'randomness.seed=0'] +
         data_options(cls_data_root),
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert 'loss_distill' in log and last_iter(work_dir) == 4
+
+
+def test_train_length_scales_the_run_and_test_writes_metrics(cls_data_root,
+                                                            tmp_path):
+    work_dir = str(tmp_path / 'work')
+    run_tool(['tools/train.py', CLS_CFG, '--work-dir', work_dir,
+              '--length', '3', '--test', '--cfg-options'] +
+             data_options(cls_data_root))
+    assert last_iter(work_dir) == 3
+    with open(osp.join(work_dir, 'test_metrics.json')) as f:
+        metrics = json.load(f)
+    # the runner's own test loop on the 24 validation images: a multiple
+    # of 1/24
+    top1 = metrics['accuracy/top1']
+    assert 0.0 <= top1 <= 100.0
+    assert abs(top1 * 24 / 100 - round(top1 * 24 / 100)) < 1e-4

@@ -1,437 +1,725 @@
-"""Cosub vs baseline on Fashion-MNIST: 3 seeds, equal epochs and equal compute.
+"""Cosub vs baseline on Fashion-MNIST: a study with converged baselines.
 
-Trains the demo configs (``configs/demo/``) through ``tools/train.py``
-subprocesses with the same recipe, as many seeds as asked:
+Trains the demo configs (``configs/demo/*fashion-mnist.py``, cosub and its
+baseline twin) through ``tools/train.py`` in regimes of different training
+set sizes. In each regime, in this order (each stage starts once the runs it
+depends on are recorded):
 
-- cosub for E epochs,
-- the baseline for E epochs  (comparison a: equal epochs),
-- the baseline for 2E epochs (comparison b: equal compute; a cosub step runs
-  each image through two submodels).
+1. a one-seed sweep of the baseline's learning rate, weight decay and drop
+   rate, chosen on a validation split held out of the training images (the
+   last 5,000); the test set is evaluated once per run, never used to
+   choose;
+2. the convergence check: the chosen baseline at twice the length must gain
+   less than 0.5 validation points, else the length doubles;
+3. the headline: cosub with the same recipe and the baseline, paired by
+   seed (same initialisation and data order);
+4. equal compute: the baseline trained for as many more iterations as a
+   cosub step costs more (measured on the seed-0 pair);
+5. a one-seed sweep of cosub's own knobs (drop rate, λ, BCE).
 
-It prints mean ± std of the final top-1 on the full test set, writes a PNG of
-test accuracy over training for all runs and a markdown results file
-generated from those numbers. Finished runs are reused (their
-``result.json``), so an interrupted run can be restarted with the same
-command.
-
-The default recipe is the over-fitting regime of
-/work/shared/EXPERIMENTS.md (2,000 training images, 60 epochs, drop rate 0.1)
-on a ViT shrunk to fit a shared 2-core CPU: patch 7 (16 tokens), width 64,
-6 blocks. Each run uses one thread (``--threads``): on a loaded machine two
-threads per process were measured ten times slower than one.
+Each finished run writes one JSON record under ``docs/results/runs/``
+(config hash, spec, validation curve, test top-1, wall time, machine load);
+``docs/results/fashion_mnist.md``, its PNG and ``fashion_mnist_summary.json``
+are generated from the records only, so the study runs in pieces on any
+machine: a command restarts where the records end. A record whose config
+hash no longer matches what the current code would run is reported as
+stale and left out.
 
 Usage:
-    python tools/analysis_tools/replicate_fashion_mnist.py          # 40 min *
+    python tools/analysis_tools/replicate_fashion_mnist.py --regime n5000 \\
+        --max-hours 2          # one piece; rerun to continue
+    python tools/analysis_tools/replicate_fashion_mnist.py --summarise-only
     python tools/analysis_tools/replicate_fashion_mnist.py --quick  # minutes
-
-* measured with the default 3 jobs on the shared 2-core machine (load ~8).
 """
 import argparse
 import hashlib
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import Dict, List, Optional, Sequence, Tuple
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-COSUB_CFG = 'configs/demo/cosub_vit-6l-128d-p4_1xb128-adamw-60e_fashion-mnist-2k.py'
-BASE_CFG = 'configs/demo/vit-6l-128d-p4_1xb128-adamw-60e_fashion-mnist-2k.py'
+import numpy as np
+
+from cosub_mm.runs import (REPO, check_fashion_mnist, metric_history,
+                           read_scalars, train_config)
+
+COSUB_CFG = 'configs/demo/cosub_vit-6l-96d-p7_1xb256-adamw-700i_fashion-mnist.py'
+BASE_CFG = 'configs/demo/vit-6l-96d-p7_1xb256-adamw-700i_fashion-mnist.py'
 DATA_ROOT = 'data/fashion_mnist'
-FMNIST_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
-                't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
+NUM_TRAIN_SPLIT = 60000
+CONVERGED_GAIN = 0.5  # validation points gained by doubling the length
 
-# The ViT of the replication: patch 7, width 64 (about 12x cheaper than the
-# demo's patch 4 / width 128, which needs ~1 s per baseline step here).
-SMALL_VIT = {
-    'model.backbone.patch_size': 7,
-    'model.backbone.arch.embed_dims': 64,
-    'model.backbone.arch.feedforward_channels': 128,
-    'model.head.in_channels': 64,
+# (lr, weight decay, drop rate) of the baseline sweep; the first is the
+# demo's recipe.
+GRID = ((2e-3, 0.05, 0.1), (1e-3, 0.05, 0.1), (4e-3, 0.05, 0.1),
+        (2e-3, 0.05, 0.2), (2e-3, 0.15, 0.1))
+# Cosub's own knobs, each changed alone from the chosen recipe.
+COSUB_KNOBS = (dict(drop='other'), dict(lam=0.25), dict(lam=0.75),
+               dict(loss='bce'))
+
+REGIMES: Dict[str, dict] = {
+    # num_train: the first N training images; val: the last num_val.
+    'n5000': dict(num_train=5000, num_val=5000, iters=1000,
+                  seeds=(0, 1, 2, 3, 4), grid=GRID, knobs=COSUB_KNOBS),
+    'n55000': dict(num_train=55000, num_val=5000, iters=2000,
+                   seeds=(0, 1, 2), grid=GRID[:3], knobs=COSUB_KNOBS[:1]),
+    # A smoke run of every stage in a few minutes.
+    'quick': dict(num_train=1000, num_val=500, iters=20, seeds=(0, 1),
+                  grid=GRID[:2], knobs=COSUB_KNOBS[3:], num_test=1000,
+                  max_doublings=0),
 }
 
 
-def check_fashion_mnist(data_root: str = DATA_ROOT) -> None:
-    """Raise a clear error naming the fix when the idx files are missing."""
-    root = data_root if osp.isabs(data_root) else osp.join(REPO, data_root)
-    missing = [f for f in FMNIST_FILES if not osp.isfile(osp.join(root, f))]
-    if missing:
-        raise SystemExit(
-            f'Fashion-MNIST is missing in {root} ({", ".join(missing)}).\n'
-            'Fix: run `make setup` (it extracts the Debian package '
-            'dataset-fashion-mnist into data/fashion_mnist); if the package '
-            'is not installed: `sudo apt-get install dataset-fashion-mnist` '
-            'then `make setup`. Nothing is downloaded.')
+# ---------------------------------------------------------------- runs ----
+def make_spec(regime: str, arm: str, lr: float, wd: float, drop: float,
+              iters: int, seed: int, lam: float = 0.5,
+              loss: str = 'ce') -> dict:
+    """A run's identity: everything that differs between runs."""
+    spec = dict(regime=regime, arm=arm, lr=lr, wd=wd, drop=drop,
+                iters=int(iters), seed=seed)
+    if arm == 'cosub':
+        spec.update(lam=lam, loss=loss)
+    return spec
 
 
-def schedule_options(epochs: int, warmup_ratio: float = 0.1,
-                     val_interval: Optional[int] = None) -> Dict[str, object]:
-    """Config overrides for a one-cycle schedule of ``epochs`` epochs."""
-    warmup = max(1, round(epochs * warmup_ratio)) if epochs > 1 else 0
-    opts: Dict[str, object] = {
-        'train_cfg.max_epochs': epochs,
-        'param_scheduler.0.end': max(warmup, 1),
-        'param_scheduler.1.begin': warmup,
-        'param_scheduler.1.end': epochs,
-    }
-    if val_interval is not None:
-        opts['train_cfg.val_interval'] = val_interval
-    return opts
+def run_name(spec: dict) -> str:
+    """A file-safe name of a run spec."""
+    name = f"{spec['arm']}_lr{spec['lr']:g}_wd{spec['wd']:g}_dp{spec['drop']:g}"
+    if spec['arm'] == 'cosub':
+        name += f"_lam{spec['lam']:g}_{spec['loss']}"
+    return name + f"_{spec['iters']}i_s{spec['seed']}"
 
 
-def drop_rate_options(rate: float) -> Dict[str, object]:
-    """Overrides setting the same drop-path rate in every block."""
-    return {
-        'model.backbone.drop_path_rate': rate,
-        'model.backbone.layer_cfgs.drop_path_rate': rate,
-    }
+def config_text(spec: dict) -> str:
+    """The run's config: the demo config and the spec's overrides."""
+    reg = REGIMES[spec['regime']]
+    base = osp.join(REPO, COSUB_CFG if spec['arm'] == 'cosub' else BASE_CFG)
+    val_start = NUM_TRAIN_SPLIT - reg['num_val']
+    if reg['num_train'] > val_start:
+        raise ValueError(f"regime {spec['regime']}: num_train "
+                         f"{reg['num_train']} overlaps the validation split")
+    model = f"dict(backbone=dict(drop_path_rate={spec['drop']!r})"
+    if spec['arm'] == 'cosub':
+        model += (f", cosub_loss=dict(lambda_={spec['lam']!r}, "
+                  f"loss_type={spec['loss']!r})")
+    lines = [
+        f'_base_ = [{base!r}]',
+        f'model = {model})',
+        f"train_dataloader = dict(dataset=dict(indices={reg['num_train']}))",
+        '# held out of the training images: every choice is made on it',
+        "val_dataloader = dict(dataset=dict(split='train', test_mode=False, "
+        f'indices=list(range({val_start}, {NUM_TRAIN_SPLIT}))))',
+        f"optim_wrapper = dict(optimizer=dict(lr={spec['lr']!r}, "
+        f"weight_decay={spec['wd']!r}))",
+        f"train_cfg = dict(val_interval={max(1, spec['iters'] // 10)})",
+        f"randomness = dict(seed={spec['seed']})",
+    ]
+    if reg.get('num_test'):
+        lines.append(f"test_dataloader = dict(dataset=dict("
+                     f"indices={reg['num_test']}))")
+    return '\n'.join(lines) + '\n'
 
 
-def format_options(opts: Dict[str, object]) -> List[str]:
-    """``--cfg-options`` arguments from a dict."""
-    return [f'{k}={v}' for k, v in opts.items()]
+_HASH_LOCK = threading.Lock()
 
 
-def train_env(threads: int) -> dict:
-    """Environment of a training subprocess: this checkout, ``threads``."""
-    env = dict(os.environ)
-    env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
-    env['OMP_NUM_THREADS'] = str(threads)
-    env['MKL_NUM_THREADS'] = str(threads)
-    # Log lines reach a piped or redirected stdout as they happen.
-    env['PYTHONUNBUFFERED'] = '1'
-    return env
+def config_hash(spec: dict, work_dir: str) -> str:
+    """Hash of the resolved config the current code trains for ``spec``.
+
+    The seed is left out (it is in the spec), so paired runs of one recipe
+    share a hash; anything else that changes the run changes it.
+    """
+    from mmengine.config import Config
+
+    from cosub_mm.utils import scale_schedule
+    path = osp.join(work_dir, '_hash', run_name(spec) + '.py')
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with _HASH_LOCK:
+        with open(path, 'w') as f:
+            f.write(config_text(spec))
+        cfg = Config.fromfile(path)
+    scale_schedule(cfg, spec['iters'])
+    resolved = cfg.to_dict()
+    for key in ('randomness', 'work_dir'):
+        resolved.pop(key, None)
+    blob = json.dumps(resolved, sort_keys=True, default=repr)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
-def read_val_history(work_dir: str) -> List[Dict[str, float]]:
-    """Validation records ``{'step', 'accuracy/top1'}`` of the last run."""
-    stamps = sorted(
-        d for d in os.listdir(work_dir)
-        if osp.isfile(osp.join(work_dir, d, 'vis_data', 'scalars.json')))
-    if not stamps:
-        raise FileNotFoundError(f'no vis_data/scalars.json under {work_dir}')
-    records = []
-    path = osp.join(work_dir, stamps[-1], 'vis_data', 'scalars.json')
-    with open(path) as f:
-        for line in f:
-            rec = json.loads(line)
-            if 'accuracy/top1' in rec:
-                records.append(rec)
-    return records
+def val_curve(record: dict) -> List[Tuple[int, float]]:
+    """``(iteration, val top-1)`` of a record.
+
+    Records whose runner logged every validation at step 0 (mmengine's
+    ``log_metric_by_epoch`` default in an iteration-based run) get the
+    iterations of their ``val_interval`` back.
+    """
+    curve = [tuple(p) for p in record['val_curve']]
+    if len(curve) > 1 and len({s for s, _ in curve}) == 1:
+        every = max(1, record['spec']['iters'] // 10)
+        curve = [((i + 1) * every, v) for i, (_, v) in enumerate(curve)]
+    return curve
 
 
-def run_training(config: str, work_dir: str, options: Dict[str, object],
-                 threads: int = 1, log_file: Optional[str] = None,
-                 echo=print) -> float:
-    """Run ``tools/train.py``; stream the runner's epoch lines; wall time."""
-    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
-           '--work-dir', work_dir, '--cfg-options'] + format_options(options)
-    os.makedirs(work_dir, exist_ok=True)
-    log_file = log_file or osp.join(work_dir, 'train.log')
-    start = time.time()
-    with open(log_file, 'w') as log:
-        proc = subprocess.Popen(
-            cmd, cwd=REPO, env=train_env(threads), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, bufsize=1)
-        for line in proc.stdout:
-            log.write(line)
-            if ' - mmengine - ' in line and ('Epoch(' in line
-                                             or 'Saving' in line):
-                echo(line.rstrip())
-        rc = proc.wait()
-    if rc != 0:
-        with open(log_file) as f:
-            tail = f.read()[-3000:]
-        raise RuntimeError(f'training failed (exit {rc}); log {log_file}:\n'
-                           f'{tail}')
-    return time.time() - start
+def machine_load() -> List[float]:
+    """1, 5 and 15 min load averages (0s where the OS has none)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return [0.0, 0.0, 0.0]
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--quick', action='store_true',
-                        help='2 seeds, 500 images, 6 epochs, 2,000 test '
-                        'images: a smoke run of a few minutes')
-    parser.add_argument('--seeds', type=int, nargs='+', default=None)
-    parser.add_argument('--epochs', type=int, default=None,
-                        help='cosub epochs E (baseline: E and 2E)')
-    parser.add_argument('--num-train', type=int, default=None)
-    parser.add_argument('--num-test', type=int, default=None,
-                        help='first N test images (default all 10,000)')
-    parser.add_argument('--drop-path', type=float, default=0.1)
-    parser.add_argument('--lambda', dest='lambda_', type=float, default=0.5)
-    parser.add_argument('--val-interval', type=int, default=None)
-    parser.add_argument('--threads', type=int, default=1,
-                        help='torch threads per training process')
-    parser.add_argument('--jobs', type=int, default=3,
-                        help='training processes at a time')
-    parser.add_argument('--demo-vit', action='store_true',
-                        help='train the demo ViT (patch 4, width 128) '
-                        'instead of the cheaper patch 7 / width 64 one')
-    parser.add_argument('--work-dir',
-                        default='work_dirs/replicate_fashion_mnist')
-    parser.add_argument('--out-md', default=None,
-                        help='markdown results (default: '
-                        'docs/results/fashion_mnist.md, or '
-                        'WORK_DIR/RESULTS.md with --quick); the PNG is '
-                        'written beside it')
-    parser.add_argument('--cfg-options', nargs='+', default=[],
-                        help='extra overrides for every run, K=V')
-    parser.add_argument('--summarise-only', action='store_true',
-                        help='train nothing: write the results of the runs '
-                        'finished so far')
-    args = parser.parse_args(argv)
-    quick = dict(seeds=[0, 1], epochs=6, num_train=500, num_test=2000,
-                 val_interval=2)
-    full = dict(seeds=[0, 1, 2], epochs=60, num_train=640, num_test=2000,
-                val_interval=10)
-    for key, value in (quick if args.quick else full).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.out_md is None:
-        args.out_md = (osp.join(args.work_dir, 'RESULTS.md') if args.quick
-                       else 'docs/results/fashion_mnist.md')
-    return args
+def execute(spec: dict, work_dir: str, records_dir: str,
+            jobs: int, echo=print) -> dict:
+    """Train one run and write its record; return the record."""
+    name = run_name(spec)
+    run_dir = osp.join(work_dir, spec['regime'], name)
+    os.makedirs(run_dir, exist_ok=True)
+    cfg_path = osp.join(run_dir, 'config.py')
+    with open(cfg_path, 'w') as f:
+        f.write(config_text(spec))
+    load_start = machine_load()
+    wall = train_config(
+        cfg_path, run_dir, ['--length', str(spec['iters']), '--test'],
+        threads=1, echo=None)
+    scalars = read_scalars(run_dir)
+    val = metric_history(scalars, 'accuracy/top1')
+    times = [t for _, t in metric_history(scalars, 'time')][1:]
+    with open(osp.join(run_dir, 'test_metrics.json')) as f:
+        test = json.load(f)['accuracy/top1']
+    reg = REGIMES[spec['regime']]
+    record = dict(
+        name=name, spec=spec, config_hash=config_hash(spec, work_dir),
+        num_train=reg['num_train'],
+        epochs=round(spec['iters'] * 256 / reg['num_train'], 2),
+        val_top1=val[-1][1], best_val_top1=max(v for _, v in val),
+        val_curve=val, test_top1=float(test),
+        s_per_iter=float(np.mean(times)) if times else None,
+        wall_s=round(wall, 1), threads=1, jobs=jobs,
+        load_start=load_start, load_end=machine_load(),
+        cpus=os.cpu_count(), finished=time.strftime('%Y-%m-%d %H:%M'))
+    path = osp.join(records_dir, spec['regime'], name + '.json')
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, path)
+    echo(f'{name}: val {record["val_top1"]:.2f} test {test:.2f} '
+         f'({wall:.0f} s)')
+    return record
 
 
-def plan_runs(args: argparse.Namespace) -> List[dict]:
-    """The runs: (method, epochs, seed) with their config overrides."""
-    common: Dict[str, object] = {}
-    if not args.demo_vit:
-        common.update(SMALL_VIT)
-    common.update(drop_rate_options(args.drop_path))
-    common['train_dataloader.dataset.indices'] = args.num_train
-    if args.num_test:
-        common['val_dataloader.dataset.indices'] = args.num_test
-        common['test_dataloader.dataset.indices'] = args.num_test
-    for kv in args.cfg_options:
-        key, value = kv.split('=', 1)
-        common[key] = value
-    runs = []
-    for seed in args.seeds:
-        for method, config, epochs in (
-                ('cosub', COSUB_CFG, args.epochs),
-                ('baseline', BASE_CFG, args.epochs),
-                ('baseline', BASE_CFG, 2 * args.epochs)):
-            opts = dict(common)
-            opts.update(schedule_options(epochs,
-                                         val_interval=args.val_interval))
-            opts['randomness.seed'] = seed
-            if method == 'cosub':
-                opts['model.cosub_loss.lambda_'] = args.lambda_
-            name = f'{method}_{epochs}e_seed{seed}'
-            runs.append(dict(name=name, method=method, epochs=epochs,
-                             seed=seed, config=config, options=opts))
-    return runs
+# ------------------------------------------------------------- records ----
+def load_records(records_dir: str, regime: str) -> List[dict]:
+    """Every record of a regime (stale ones included)."""
+    folder = osp.join(records_dir, regime)
+    if not osp.isdir(folder):
+        return []
+    out = []
+    for fn in sorted(os.listdir(folder)):
+        if fn.endswith('.json'):
+            path = osp.join(folder, fn)
+            try:
+                with open(path) as f:
+                    out.append(json.load(f))
+            except (OSError, ValueError) as e:
+                raise SystemExit(f'run record {path} is unreadable ({e}); '
+                                 'move it away to rerun that run') from e
+    return out
+
+
+def split_stale(records: List[dict], work_dir: str
+                ) -> Tuple[Dict[str, dict], List[str]]:
+    """Valid records by name, and the names of the stale ones."""
+    valid, stale = {}, []
+    for rec in records:
+        if config_hash(rec['spec'], work_dir) == rec['config_hash']:
+            valid[rec['name']] = rec
+        else:
+            stale.append(rec['name'])
+    return valid, stale
+
+
+class Plan:
+    """The runs of a regime, derived from the records that exist.
+
+    ``runnable`` lists, in priority order, the runs whose inputs are
+    recorded and that are not recorded themselves; the chosen recipe,
+    length and equal-compute length follow from the records.
+    """
+
+    def __init__(self, regime: str, records: Dict[str, dict]) -> None:
+        self.regime = regime
+        self.reg = REGIMES[regime]
+        self.records = records
+        self.runnable: List[dict] = []
+        self.best: Optional[tuple] = None
+        self.length: Optional[int] = None
+        self.converged: Optional[bool] = None
+        self.compute_ratio: Optional[float] = None
+        self.equal_iters: Optional[int] = None
+        self._build()
+
+    def rec(self, spec: dict) -> Optional[dict]:
+        return self.records.get(run_name(spec))
+
+    def _want(self, specs: Sequence[dict]) -> bool:
+        """Queue the missing specs; True when all are recorded."""
+        done = True
+        for spec in specs:
+            if self.rec(spec) is None:
+                done = False
+                if spec not in self.runnable:
+                    self.runnable.append(spec)
+        return done
+
+    def base(self, recipe: tuple, iters: int, seed: int) -> dict:
+        lr, wd, drop = recipe
+        return make_spec(self.regime, 'baseline', lr, wd, drop, iters, seed)
+
+    def cosub(self, recipe: tuple, iters: int, seed: int, **knob) -> dict:
+        lr, wd, drop = recipe
+        if knob.get('drop') == 'other':
+            knob['drop'] = 0.2 if drop < 0.2 else 0.1
+        return make_spec(self.regime, 'cosub', lr, wd,
+                         knob.get('drop', drop), iters, seed,
+                         lam=knob.get('lam', 0.5), loss=knob.get('loss', 'ce'))
+
+    def _build(self) -> None:
+        reg, t = self.reg, self.reg['iters']
+        sweep = [self.base(g, t, 0) for g in reg['grid']]
+        if not self._want(sweep):
+            # keeps a second worker busy: likely the headline's first run
+            self._want([self.cosub(reg['grid'][0], t, 0)])
+            return
+        self.best = max(reg['grid'],
+                        key=lambda g: self.rec(self.base(g, t, 0))['val_top1'])
+        length = t
+        while True:
+            short, long = (self.base(self.best, length, 0),
+                           self.base(self.best, 2 * length, 0))
+            if not self._want([short, long]):
+                self._want([self.cosub(self.best, length, 0)])
+                return
+            gain = self.rec(long)['val_top1'] - self.rec(short)['val_top1']
+            if gain < CONVERGED_GAIN or length >= t * 2**reg.get(
+                    'max_doublings', 2):
+                self.converged = gain < CONVERGED_GAIN
+                break
+            length *= 2
+        self.length = length
+        seeds = reg['seeds']
+        pair0 = [self.cosub(self.best, length, seeds[0]),
+                 self.base(self.best, length, seeds[0])]
+        if not self._want(pair0):
+            return
+        cos, bas = (self.rec(s) for s in pair0)
+        self.compute_ratio = cos['s_per_iter'] / bas['s_per_iter']
+        step = max(1, length // 20)
+        self.equal_iters = int(round(length * self.compute_ratio / step)) * step
+        first, rest = seeds[:3], seeds[3:]
+        self._want([s for seed in first for s in (
+            self.cosub(self.best, length, seed),
+            self.base(self.best, length, seed))])
+        self._want([self.base(self.best, self.equal_iters, seed)
+                    for seed in first])
+        self._want([self.cosub(self.best, length, seeds[0], **dict(k))
+                    for k in reg['knobs']])
+        self._want([s for seed in rest for s in (
+            self.cosub(self.best, length, seed),
+            self.base(self.best, length, seed),
+            self.base(self.best, self.equal_iters, seed))])
+
+
+# ----------------------------------------------------------- statistics ---
+def paired_interval(a: Sequence[float], b: Sequence[float],
+                    confidence: float = 0.95) -> dict:
+    """Mean of ``a - b`` over pairs with a t-distribution interval.
+
+    Args:
+        a, b (Sequence[float]): Paired values (same seed at one index).
+        confidence (float): Coverage of the interval.
+
+    Returns:
+        dict: ``n``, ``mean``, ``std`` (ddof 1), ``low``, ``high`` (None
+        for fewer than two pairs).
+    """
+    from scipy import stats
+    d = np.asarray(a, float) - np.asarray(b, float)
+    if d.size == 0:
+        raise ValueError('paired_interval: no pairs')
+    out = dict(n=int(d.size), mean=float(d.mean()), std=None, low=None,
+               high=None)
+    if d.size > 1:
+        std = float(d.std(ddof=1))
+        half = float(stats.t.ppf(0.5 + confidence / 2, d.size - 1)) * \
+            std / np.sqrt(d.size)
+        out.update(std=std, low=out['mean'] - half, high=out['mean'] + half)
+    return out
 
 
 def mean_std(values: Sequence[float]) -> str:
-    import numpy as np
-    values = np.asarray(values, dtype=float)
-    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    """``mean ± std`` (ddof 1) of values, two decimals."""
+    values = np.asarray(values, float)
+    std = values.std(ddof=1) if values.size > 1 else 0.0
     return f'{values.mean():.2f} ± {std:.2f}'
 
 
-def summarise(args: argparse.Namespace, results: List[dict], png: str,
-              missing: Sequence[str] = ()) -> str:
-    """The markdown results, generated from the run results."""
-    import numpy as np
-    by: Dict[tuple, List[dict]] = {}
-    for r in results:
-        by.setdefault((r['method'], r['epochs']), []).append(r)
-    e = args.epochs
-    cos = by.get(('cosub', e), [])
-    b1 = by.get(('baseline', e), [])
-    b2 = by.get(('baseline', 2 * e), [])
-    top = lambda rs: [r['top1'] for r in rs]  # noqa: E731
-    wall = lambda rs: float(np.mean([r['wall_s'] for r in rs]))  # noqa: E731
-    vit = ('demo ViT (patch 4, width 128)' if args.demo_vit else
-           'ViT patch 7, width 64')
-    lines = [
-        '# Cosub vs baseline on Fashion-MNIST',
-        '',
-        'Generated by `tools/analysis_tools/replicate_fashion_mnist.py'
-        + (' --quick' if args.quick else '') + '`; do not edit by hand.',
-        '',
-        f'Recipe: {vit}, 6 blocks, 4 heads, MLP ratio 2, class token; '
-        "softmax cross-entropy (cosub: `loss_type='ce'`); AdamW lr 1e-3, "
-        'weight decay 0.05, one-cycle (10 % linear warmup, cosine to 0), '
-        'batch 128; reflect-pad 2 + random 28x28 crop + horizontal flip; '
-        f'uniform stochastic depth {args.drop_path} in every block; cosub '
-        f'λ = {args.lambda_}. Training set: the first {args.num_train} '
-        'Fashion-MNIST training images; test: the first '
-        f'{args.num_test or 10000} test images. Seeds '
-        f'{", ".join(map(str, args.seeds))}; top-1 after the last epoch, '
-        'mean ± std (ddof 1) over seeds.',
-        '',
-    ]
-    if missing:
-        lines += [f'**Incomplete: {len(missing)} run(s) not finished '
-                  f'({", ".join(missing)}); the numbers below cover the '
-                  'finished runs only.**', '']
-    lines += [
-        '| run | epochs | seeds | top-1 (%) | per-seed top-1 '
-        '| mean wall time (s) |',
-        '|---|---|---|---|---|---|',
-    ]
-    for label, rs, ep in (('cosub', cos, e), ('baseline', b1, e),
-                          ('baseline', b2, 2 * e)):
-        if rs:
-            lines.append(
-                f'| {label} | {ep} | {len(rs)} | {mean_std(top(rs))} | '
-                f'{", ".join(f"{v:.2f}" for v in top(rs))} | '
-                f'{wall(rs):.0f} |')
+def _interval_text(iv: dict) -> str:
+    if iv['low'] is None:
+        return f"{iv['mean']:+.2f} (1 pair, no interval)"
+    return f"{iv['mean']:+.2f} [{iv['low']:+.2f}, {iv['high']:+.2f}]"
+
+
+# -------------------------------------------------------------- summary ---
+def regime_summary(plan: Plan) -> Tuple[List[str], Optional[dict]]:
+    """Markdown lines and the headline numbers of one regime."""
+    reg, t = plan.reg, plan.reg['iters']
+    lines = [f"### {plan.regime}: {reg['num_train']:,} training images", '']
+    sweep = [(g, plan.rec(plan.base(g, t, 0))) for g in reg['grid']]
+    lines += ['Baseline sweep (seed 0, '
+              f'{t} iterations = {t * 256 / reg["num_train"]:.0f} epochs; '
+              'chosen on validation):', '',
+              '| lr | weight decay | drop rate | val top-1 | test top-1 |',
+              '|---|---|---|---|---|']
+    for (lr, wd, drop), rec in sweep:
+        mark = ' **(chosen)**' if plan.best == (lr, wd, drop) else ''
+        if rec:
+            lines.append(f'| {lr:g}{mark} | {wd:g} | {drop:g} | '
+                         f'{rec["val_top1"]:.2f} | {rec["test_top1"]:.2f} |')
         else:
-            lines.append(f'| {label} | {ep} | 0 | - | - | - |')
+            lines.append(f'| {lr:g} | {wd:g} | {drop:g} | not run | |')
+    lines.append('')
+    if plan.best is None:
+        return lines + ['The sweep is not finished.', ''], None
+    checks = []
+    length = t
+    while True:
+        a, b = (plan.rec(plan.base(plan.best, n, 0))
+                for n in (length, 2 * length))
+        if not (a and b):
+            break
+        checks.append(f'{length} → {2 * length} iterations: val '
+                      f'{a["val_top1"]:.2f} → {b["val_top1"]:.2f} '
+                      f'({b["val_top1"] - a["val_top1"]:+.2f}), test '
+                      f'{a["test_top1"]:.2f} → {b["test_top1"]:.2f}')
+        if plan.length is None or length >= plan.length:
+            break
+        length *= 2
+    lines += ['Convergence of the chosen baseline (doubling its length must '
+              f'gain < {CONVERGED_GAIN} validation points): ' +
+              ('; '.join(checks) if checks else 'not run yet') + '.' +
+              (' **Not converged at the longest length tried.**'
+               if plan.converged is False else ''), '']
+    if plan.length is None:
+        lines += ['**Not yet decided:** the run length (the convergence '
+                  'check at twice the length is still to run), hence no '
+                  'paired result.', '']
+        return lines + all_runs(plan), None
+    seeds = reg['seeds']
+    cos = [plan.rec(plan.cosub(plan.best, plan.length, s)) for s in seeds]
+    bas = [plan.rec(plan.base(plan.best, plan.length, s)) for s in seeds]
+    eq = ([plan.rec(plan.base(plan.best, plan.equal_iters, s)) for s in seeds]
+          if plan.equal_iters else [None] * len(seeds))
+    rows = [('cosub', plan.length, cos), ('baseline', plan.length, bas),
+            ('baseline, equal compute', plan.equal_iters, eq)]
+    lines += [f'Headline (same recipe, {plan.length} iterations = '
+              f'{plan.length * 256 / reg["num_train"]:.0f} epochs; test top-1 '
+              'on the test images, once per run):', '',
+              '| arm | iterations | seeds | test top-1 (%) | per seed |',
+              '|---|---|---|---|---|']
+    for label, iters, recs in rows:
+        got = [r['test_top1'] for r in recs if r]
+        per = ', '.join('-' if r is None else f'{r["test_top1"]:.2f}'
+                        for r in recs)
+        lines.append(f'| {label} | {iters or "-"} | {len(got)} | '
+                     f'{mean_std(got) if got else "-"} | {per} |')
+    lines.append('')
+    headline = dict(regime=plan.regime, num_train=reg['num_train'],
+                    iters=plan.length, equal_iters=plan.equal_iters,
+                    compute_ratio=plan.compute_ratio)
+    for key, other in (('equal_iterations', bas), ('equal_compute', eq)):
+        pairs = [(c['test_top1'], o['test_top1'])
+                 for c, o in zip(cos, other) if c and o]
+        if pairs:
+            iv = paired_interval(*zip(*pairs))
+            headline[key] = iv
+            lines.append(f'- cosub − baseline, {key.replace("_", " ")} '
+                         f'(paired by seed, mean [95 % CI]): '
+                         f'{_interval_text(iv)} points.')
+    got_c = [r['test_top1'] for r in cos if r]
+    got_b = [r['test_top1'] for r in bas if r]
+    if got_c and got_b:
+        headline.update(cosub=float(np.mean(got_c)),
+                        baseline=float(np.mean(got_b)),
+                        seeds=min(len(got_c), len(got_b)))
+    if plan.compute_ratio:
+        lines.append(f'- A cosub step costs {plan.compute_ratio:.2f}x a '
+                     'baseline step (seed-0 pair, training time per '
+                     'iteration), so equal compute gives the baseline '
+                     f'{plan.equal_iters} iterations.')
+    knobs = [(k, plan.rec(plan.cosub(plan.best, plan.length, seeds[0],
+                                     **dict(k)))) for k in reg['knobs']]
+    if knobs:
+        ref = cos[0]
+        lines += ['', 'Cosub knobs (seed 0, one change each, validation):',
+                  '', '| change | val top-1 | test top-1 |', '|---|---|---|',
+                  '| none (λ 0.5, CE, the baseline\'s drop rate) | ' +
+                  (f'{ref["val_top1"]:.2f} | {ref["test_top1"]:.2f} |'
+                   if ref else 'not run | |')]
+        for knob, rec in knobs:
+            label = ', '.join(f'{k} {v}' for k, v in knob.items())
+            if rec:
+                label = label.replace('drop other',
+                                      f'drop {rec["spec"]["drop"]:g}')
+            lines.append(f'| {label} | ' + (
+                f'{rec["val_top1"]:.2f} | {rec["test_top1"]:.2f} |'
+                if rec else 'not run | |'))
+    lines.append('')
+    return lines + all_runs(plan), headline
 
-    def verdict(rs_cos, rs_base) -> str:
-        if not rs_cos or not rs_base:
-            return 'not measured (runs missing)'
-        delta = float(np.mean(top(rs_cos)) - np.mean(top(rs_base)))
-        # A gain counts when it exceeds the seed spread of both sides.
-        spread = max(np.std(top(rs), ddof=1) if len(rs) > 1 else 0.0
-                     for rs in (rs_cos, rs_base))
-        if delta > spread:
-            return f'cosub wins by {delta:+.2f} points (seed std {spread:.2f})'
-        if delta > 0:
-            return (f'cosub is ahead by {delta:+.2f} points, within the seed '
-                    f'spread ({spread:.2f}): no clear win')
-        return (f'cosub does not win ({delta:+.2f} points; seed std '
-                f'{spread:.2f})')
 
-    lines += [
-        '',
-        f'- (a) equal epochs ({e} vs {e}): {verdict(cos, b1)}.',
-        f'- (b) equal compute (cosub {e} vs baseline {2 * e} epochs): '
-        f'{verdict(cos, b2)}.',
-    ]
-    if cos and b1:
-        lines.append(
-            f'- Wall time cosub / baseline at equal epochs: '
-            f'{wall(cos) / wall(b1):.2f}x (one process per run, evaluation '
-            'included, on a shared CPU).')
-    if b1 and b2:
-        gain = float(np.mean(top(b2)) - np.mean(top(b1)))
-        if gain > 1.0:
-            lines.append(
-                f'- The baseline still gains {gain:+.2f} points from {e} to '
-                f'{2 * e} epochs: this recipe is under-trained, not the '
-                'over-fitting regime where a regulariser should show; (b) '
-                'mostly measures the longer schedule.')
-    lines += [
-        '',
-        'What was tried to make the comparison meaningful: aiming at the '
-        'over-fitting regime where one seed of an earlier run showed +0.9 '
-        'points (small training set, long schedule); the ViT shrunk to patch 7 / '
-        'width 64 and the set to a few hundred images so that 9 runs fit '
-        'the shared 2-core CPU; softmax cross-entropy instead of BCE (with '
-        'BCE this ViT sat at the class prior for ~100 iterations). Not '
-        f'varied in this run: drop rate ({args.drop_path}), λ '
-        f'({args.lambda_}), epochs ({e} / {2 * e}); change them with '
-        '`--drop-path`, `--lambda`, `--epochs`, `--num-train`.',
-    ]
-    lines += ['', f'Test accuracy over training, all runs: '
-              f'![test accuracy]({png})', '']
-    return '\n'.join(lines)
+def all_runs(plan: Plan) -> List[str]:
+    """Every recorded run of the regime, whatever stage it served."""
+    lines = ['All runs of this regime (seed-0 runs of a stage not yet '
+             'reached included):', '',
+             '| arm | lr | wd | drop | λ, loss | iterations | seed | val '
+             'top-1 | test top-1 | s/iter |', '|---|---|---|---|---|---|---|'
+             '---|---|---|']
+    for name in sorted(plan.records):
+        r = plan.records[name]
+        sp = r['spec']
+        knobs = (f"{sp['lam']:g}, {sp['loss']}" if sp['arm'] == 'cosub'
+                 else '-')
+        spi = '-' if r['s_per_iter'] is None else f"{r['s_per_iter']:.2f}"
+        lines.append(f"| {sp['arm']} | {sp['lr']:g} | {sp['wd']:g} | "
+                     f"{sp['drop']:g} | {knobs} | {sp['iters']} | "
+                     f"{sp['seed']} | {r['val_top1']:.2f} | "
+                     f"{r['test_top1']:.2f} | {spi} |")
+    return lines + ['']
 
 
-def plot(results: List[dict], png: str) -> None:
+def conclusion(headlines: List[dict]) -> List[str]:
+    """What the records say, whatever the sign."""
+    out = []
+    for h in headlines:
+        iv = h.get('equal_iterations')
+        if not iv:
+            continue
+        if iv['low'] is None:
+            verdict = 'one pair only: no conclusion yet'
+        elif iv['low'] > 0:
+            verdict = 'cosub wins (the interval excludes 0)'
+        elif iv['high'] < 0:
+            verdict = 'cosub loses (the interval excludes 0)'
+        else:
+            verdict = 'no significant difference (the interval contains 0)'
+        line = (f"- {h['num_train']:,} images, equal iterations: "
+                f"{_interval_text(iv)} points over {iv['n']} seed pairs: "
+                f'{verdict}.')
+        ivc = h.get('equal_compute')
+        if ivc:
+            line += (f" Equal compute: {_interval_text(ivc)} over "
+                     f"{ivc['n']} pairs.")
+        out.append(line)
+    return out or ['- No regime has a paired cosub/baseline result yet: '
+                   'the study is still at its baseline stages (see below).']
+
+
+def plot(plans: List[Plan], png: str) -> None:
+    """Headline test top-1 by training-set size, and validation curves."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    colours = {}
-    palette = plt.rcParams['axes.prop_cycle'].by_key()['color']
-    for r in results:
-        key = f"{r['method']} {r['epochs']}e"
-        colours.setdefault(key, palette[len(colours) % len(palette)])
-        steps = [h['step'] for h in r['history']]
-        accs = [h['accuracy/top1'] for h in r['history']]
-        first = key not in [lbl.get_label() for lbl in ax.lines]
-        ax.plot(steps, accs, marker='o', ms=3, color=colours[key],
-                label=key if first else None, alpha=0.85)
-    ax.set_xlabel('epoch')
-    ax.set_ylabel('test top-1 (%)')
-    ax.set_title('Fashion-MNIST: cosub vs baseline (all seeds)')
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    for arm, colour in (('cosub', 'C0'), ('baseline', 'C1')):
+        xs, ms, ss = [], [], []
+        for p in plans:
+            if p.length is None:
+                continue
+            make = p.cosub if arm == 'cosub' else p.base
+            got = [r['test_top1'] for r in (
+                p.rec(make(p.best, p.length, s)) for s in p.reg['seeds']) if r]
+            if got:
+                xs.append(p.reg['num_train'])
+                ms.append(np.mean(got))
+                ss.append(np.std(got, ddof=1) if len(got) > 1 else 0.0)
+        if xs:
+            ax1.errorbar(xs, ms, yerr=ss, marker='o', capsize=3,
+                         color=colour, label=arm)
+    ax1.set_xscale('log')
+    ax1.set_xlabel('training images')
+    ax1.set_ylabel('test top-1 (%), mean ± std over seeds')
+    ax1.set_title('equal iterations')
+    for p in plans:
+        if p.length is None:
+            continue
+        for arm, colour in (('cosub', 'C0'), ('baseline', 'C1')):
+            make = p.cosub if arm == 'cosub' else p.base
+            for s in p.reg['seeds']:
+                r = p.rec(make(p.best, p.length, s))
+                if r:
+                    ax2.plot(*zip(*val_curve(r)), color=colour, alpha=0.6,
+                             label=f'{arm} ({p.regime})' if s == 0 else None)
+    ax2.set_xlabel('iteration')
+    ax2.set_ylabel('validation top-1 (%)')
+    ax2.set_title('validation accuracy over training')
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     os.makedirs(osp.dirname(osp.abspath(png)), exist_ok=True)
     fig.savefig(png)
     plt.close(fig)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> List[dict]:
-    args = parse_args(argv)
-    check_fashion_mnist()
-    work_dir = args.work_dir if osp.isabs(args.work_dir) else osp.join(
-        REPO, args.work_dir)
-    runs = plan_runs(args)
-    start = time.time()
-    sha = hashlib.sha1()
-    for path in (COSUB_CFG, BASE_CFG):
-        with open(osp.join(REPO, path), 'rb') as f:
-            sha.update(f.read())
-    config_sha = sha.hexdigest()
-
-    def execute(i: int, run: dict) -> Optional[dict]:
-        tag = f'[{i}/{len(runs)}] {run["name"]}'
-        run_dir = osp.join(work_dir, run['name'])
-        done = osp.join(run_dir, 'result.json')
-        options = {k: str(v) for k, v in run['options'].items()}
-        if osp.isfile(done):
-            with open(done) as f:
-                prev = json.load(f)
-            # config_sha: a run of an edited config is not reused
-            if prev.get('options') == options and prev.get(
-                    'config_sha', config_sha) == config_sha:
-                print(f'{tag}: reusing top-1 {prev["top1"]:.2f}', flush=True)
-                return prev
-        if args.summarise_only:
-            print(f'{tag}: not finished', flush=True)
-            return None
-        print(f'{tag}: start (elapsed {time.time() - start:.0f} s)',
-              flush=True)
-        wall = run_training(
-            run['config'], run_dir, run['options'], threads=args.threads,
-            echo=lambda s: print(f'  {run["name"]} | {s}', flush=True))
-        history = read_val_history(run_dir)
-        result = dict(
-            name=run['name'], method=run['method'], epochs=run['epochs'],
-            seed=run['seed'], top1=history[-1]['accuracy/top1'],
-            wall_s=wall, history=history, options=options,
-            config_sha=config_sha)
-        with open(done, 'w') as f:
-            json.dump(result, f, indent=1)
-        print(f'{tag}: top-1 {result["top1"]:.2f} in {wall:.0f} s', flush=True)
-        return result
-
-    # Longest runs first so that parallel jobs finish together.
-    order = sorted(range(len(runs)),
-                   key=lambda j: -runs[j]['epochs'] * (
-                       2 if runs[j]['method'] == 'cosub' else 1))
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {j: pool.submit(execute, j + 1, runs[j]) for j in order}
-        results = [futures[j].result() for j in range(len(runs))]
-    missing = [run['name'] for run, res in zip(runs, results) if res is None]
-    results = [res for res in results if res is not None]
-
-    out_md = args.out_md if osp.isabs(args.out_md) else osp.join(
-        REPO, args.out_md)
+def summarise(regimes: Sequence[str], records_dir: str, work_dir: str,
+              out_md: str, title_suffix: str = '') -> dict:
+    """Write the markdown, PNG and summary JSON from the records."""
+    plans, body, headlines, stale_all = [], [], [], []
+    wall = 0.0
+    count = 0
+    for regime in regimes:
+        records = load_records(records_dir, regime)
+        valid, stale = split_stale(records, work_dir)
+        stale_all += [f'{regime}/{n}' for n in stale]
+        wall += sum(r['wall_s'] for r in valid.values())
+        count += len(valid)
+        if not valid:
+            continue
+        plan = Plan(regime, valid)
+        plans.append(plan)
+        lines, headline = regime_summary(plan)
+        body += lines
+        if headline:
+            headlines.append(headline)
     png = osp.splitext(out_md)[0] + '.png'
-    plot(results, png)
-    md = summarise(args, results, osp.basename(png), missing)
-    os.makedirs(osp.dirname(out_md), exist_ok=True)
+    plot(plans, png)
+    loads = [r['load_end'][0] for p in plans for r in p.records.values()]
+    md = [
+        '# Cosub vs baseline on Fashion-MNIST' + title_suffix, '',
+        'Generated by `tools/analysis_tools/replicate_fashion_mnist.py` from '
+        'the run records in `docs/results/runs/`; do not edit by hand.', '',
+        'Protocol: the demo ViT (patch 7, width 96, 6 blocks, 3 heads, MLP '
+        '192, class token), batch 256, AdamW, 10 % linear warmup + cosine, '
+        'reflect-pad 2 + random crop + flip, uniform stochastic depth, '
+        "softmax cross-entropy (cosub: `loss_type='ce'`, λ 0.5, k = 2). "
+        'Every choice (both arms) is made on a validation split held out '
+        'of the training images (the last 5,000); each run reports the '
+        'test set once, at its end. Paired runs share the seed, hence the '
+        'initialisation and data order.', '',
+        '**Conclusion so far**', '',
+    ] + conclusion(headlines) + [
+        '', f'![cosub vs baseline]({osp.basename(png)})', '',
+    ] + body + [
+        f'Records: {count} runs, {wall / 3600:.1f} h of training wall time '
+        '(one thread per run, two runs at a time on a 2-core machine; '
+        f'1-min load at the runs\' ends {min(loads, default=0):.1f}–'
+        f'{max(loads, default=0):.1f}).',
+    ]
+    if stale_all:
+        md += ['', f'**Stale records left out** (their config no longer '
+               f'matches the code): {", ".join(stale_all)}.']
+    text = '\n'.join(md) + '\n'
+    os.makedirs(osp.dirname(osp.abspath(out_md)), exist_ok=True)
     with open(out_md, 'w') as f:
-        f.write(md)
-    print()
-    print(md)
-    print(f'markdown: {out_md}\nplot: {png}\n'
-          f'total {time.time() - start:.0f} s', flush=True)
-    return results
+        f.write(text)
+    summary = dict(source=osp.relpath(out_md, REPO) if out_md.startswith(
+        REPO) else out_md, headlines=headlines, stale=stale_all, runs=count)
+    with open(osp.splitext(out_md)[0] + '_summary.json', 'w') as f:
+        json.dump(summary, f, indent=1)
+    return summary
+
+
+# ----------------------------------------------------------------- main ---
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--regime', nargs='+', default=None,
+                        choices=sorted(REGIMES),
+                        help='regimes to train (default: none with '
+                        '--summarise-only, n5000 otherwise)')
+    parser.add_argument('--quick', action='store_true',
+                        help='the quick regime, records under the work dir')
+    parser.add_argument('--jobs', type=int, default=2,
+                        help='training processes at a time (1 thread each)')
+    parser.add_argument('--max-hours', type=float, default=2.0,
+                        help='start no new run after this many hours')
+    parser.add_argument('--max-runs', type=int, default=None)
+    parser.add_argument('--work-dir',
+                        default='work_dirs/replicate_fashion_mnist')
+    parser.add_argument('--records-dir', default=None,
+                        help='default docs/results/runs (quick: under '
+                        'the work dir)')
+    parser.add_argument('--out-md', default=None)
+    parser.add_argument('--summarise-only', action='store_true',
+                        help='train nothing: regenerate the results from '
+                        'the records')
+    args = parser.parse_args(argv)
+    absolute = lambda p: p if osp.isabs(p) else osp.join(REPO, p)  # noqa
+    args.work_dir = absolute(args.work_dir)
+    if args.quick:
+        args.regime = ['quick']
+        args.records_dir = args.records_dir or osp.join(args.work_dir,
+                                                        'records')
+        args.out_md = args.out_md or osp.join(args.work_dir, 'RESULTS.md')
+    args.records_dir = absolute(args.records_dir or 'docs/results/runs')
+    args.out_md = absolute(args.out_md or 'docs/results/fashion_mnist.md')
+    return args
+
+
+def train(regimes: Sequence[str], args: argparse.Namespace) -> None:
+    """Run what the records still lack, ``args.jobs`` at a time."""
+    check_fashion_mnist(osp.join(REPO, DATA_ROOT))
+    start = time.time()
+    started = 0
+    running: Dict[object, str] = {}
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        while True:
+            budget_left = (time.time() - start < args.max_hours * 3600 and
+                           (args.max_runs is None or started < args.max_runs))
+            todo = []
+            if budget_left:
+                for regime in regimes:
+                    valid, _ = split_stale(
+                        load_records(args.records_dir, regime), args.work_dir)
+                    todo += Plan(regime, valid).runnable
+            busy = set(running.values())
+            todo = [s for s in todo if run_name(s) not in busy]
+            while todo and len(running) < args.jobs and budget_left:
+                spec = todo.pop(0)
+                print(f'[{time.time() - start:6.0f} s] start '
+                      f'{spec["regime"]}/{run_name(spec)}', flush=True)
+                fut = pool.submit(execute, spec, args.work_dir,
+                                  args.records_dir, args.jobs,
+                                  lambda s: print(f'[{time.time() - start:6.0f}'
+                                                  f' s] done {s}', flush=True))
+                running[fut] = run_name(spec)
+                started += 1
+                budget_left = args.max_runs is None or started < args.max_runs
+            if not running:
+                break
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in done:
+                running.pop(fut)
+                fut.result()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    args = parse_args(argv)
+    if not args.summarise_only:
+        train(args.regime or ['n5000'], args)
+    regimes = args.regime if args.quick else [
+        r for r in REGIMES if r != 'quick']
+    summary = summarise(regimes, args.records_dir, args.work_dir,
+                        args.out_md,
+                        ' (quick smoke run)' if args.quick else '')
+    with open(args.out_md) as f:
+        print(f.read())
+    print(f'markdown: {args.out_md}', flush=True)
+    return summary
 
 
 if __name__ == '__main__':
