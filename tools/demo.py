@@ -354,8 +354,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if seg:
         print(f'  upernet: {seg["checkpoint"]}')
     print('plots:\n' + '\n'.join(f'  {p}' for p in plots), flush=True)
-    load = [round(v, 2) for v in os.getloadavg()][0] if hasattr(
-        os, 'getloadavg') else None
+    load = round(os.getloadavg()[0], 2) if hasattr(os, 'getloadavg') \
+        else None
     summary = dict(results=results, backbone=backbone, seg=seg,
                    study=headline, plots=plots, wall_s=wall, load=load,
                    threads=threads, submodel_num_test=args.submodel_num_test)
