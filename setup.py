@@ -30,7 +30,13 @@ setup(
     packages=find_packages(include=['cosub_mm', 'cosub_mm.*']),
     python_requires='>=3.10',
     install_requires=read_requirements('runtime.txt'),
-    extras_require={'tests': read_requirements('tests.txt')},
+    extras_require={
+        'tests': read_requirements('tests.txt'),
+        # cosub for timm backbones (mmpretrain's TIMMBackbone) and the
+        # timm export; the pin is the tested one, kept in tests.txt
+        'timm': [r for r in read_requirements('tests.txt')
+                 if r.startswith('timm==')],
+    },
     license='Apache-2.0',
     zip_safe=False,
 )

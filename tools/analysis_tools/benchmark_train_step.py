@@ -43,6 +43,9 @@ Example:
     # the segmentation step: UperNet + DeiT III-S at 128 px
     python tools/analysis_tools/benchmark_train_step.py --seg \\
         --batch-size 4 --steps 5
+    # timm's DeiT III-S in mmpretrain's TIMMBackbone (EfficientTimmBlock)
+    python tools/analysis_tools/benchmark_train_step.py --timm \\
+        --batch-size 16 --steps 5
 """
 import argparse
 import copy
@@ -106,6 +109,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--seg', action='store_true',
         help='the segmentation step: CosubEncoderDecoder, UperNet + DeiT '
         'III of --arch (default 128 px, 150 classes)')
+    parser.add_argument(
+        '--timm', action='store_true',
+        help="timm's DeiT III of --arch in mmpretrain's TIMMBackbone (needs "
+        'timm: pip install cosub_mm[timm]); the efficient variants use '
+        'EfficientTimmBlock')
     parser.add_argument('--tiny', action='store_true',
                         help='a 2-block 32 px ViT: checks the tool quickly')
     parser.add_argument('--json', help='also write the results here')
@@ -115,6 +123,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.num_classes = 10
     if args.seg and args.config:
         parser.error('--seg measures its own UperNet, not a --config')
+    if args.timm and (args.seg or args.config):
+        parser.error('--timm measures its own classifier, not --seg or a '
+                     '--config')
     if args.seg:
         args.img_size = args.img_size or 128
         args.num_classes = args.num_classes or 150
@@ -193,6 +204,21 @@ def seg_model(args) -> dict:
         train_cfg=dict(), test_cfg=dict(mode='whole'))
 
 
+def timm_backbone(args) -> tuple:
+    """timm's DeiT III of ``args.arch`` in mmpretrain's ``TIMMBackbone``
+    (no pretrained weights) and its width."""
+    backbone = dict(type='mmpretrain.TIMMBackbone', pretrained=False,
+                    img_size=args.img_size,
+                    drop_path_rate=args.drop_path_rate)
+    if args.tiny:
+        backbone.update(model_name='deit3_small_patch16_224', patch_size=8,
+                        embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0)
+        return backbone, 32
+    from mmpretrain.models.backbones import DeiT3
+    backbone.update(model_name=f'deit3_{args.arch}_patch16_224')
+    return backbone, DeiT3.arch_zoo[args.arch]['embed_dims']
+
+
 def base_model(args) -> dict:
     """The cosub model config of the run (CosubClassifier, or with
     ``--seg`` CosubEncoderDecoder)."""
@@ -220,12 +246,18 @@ def base_model(args) -> dict:
         from mmpretrain.models.backbones import DeiT3
         arch = args.arch
         patch, dims = 16, DeiT3.arch_zoo[arch]['embed_dims']
+    backbone = dict(type='mmpretrain.DeiT3', arch=arch,
+                    img_size=args.img_size, patch_size=patch,
+                    drop_path_rate=args.drop_path_rate)
+    neck = None
+    if args.timm:
+        # TIMMBackbone returns every token: the neck takes the class token
+        backbone, dims = timm_backbone(args)
+        neck = dict(type='cosub_mm.TokenPooling')
     return dict(
         type='cosub_mm.CosubClassifier',
-        backbone=dict(type='mmpretrain.DeiT3', arch=arch,
-                      img_size=args.img_size, patch_size=patch,
-                      drop_path_rate=args.drop_path_rate),
-        neck=None,
+        backbone=backbone,
+        neck=neck,
         head=dict(type='VisionTransformerClsHead',
                   num_classes=args.num_classes, in_channels=dims,
                   loss=dict(type='CrossEntropyLoss', use_sigmoid=True)),
@@ -460,6 +492,8 @@ def main(argv=None) -> dict:
             results[v]['times_s'] = times[v]
     desc = args.config or (
         'tiny ViT' if args.tiny else f'DeiT III-{args.arch}/16')
+    if args.timm:
+        desc = f'timm {desc} (TIMMBackbone)'
     if args.seg:
         desc = f'UperNet + {desc}'
     print(f'{desc} @{args.img_size}, batch {args.batch_size} unique images, '

@@ -9,7 +9,11 @@ twins that use it.
 - :mod:`.blocks`: efficient twins of mmpretrain's blocks, the table of
   convertible block types (:func:`register_efficient_block`) and
   :func:`enable_efficient_drop_path`.
+- :mod:`.timm_blocks`: the twin of timm's ViT ``Block``, registered when
+  timm is installed (``pip install cosub_mm[timm]``).
 """
+from importlib.util import find_spec
+
 from .blocks import (EFFICIENT_BLOCKS, EfficientBlock,
                      EfficientConvNeXtBlock,
                      EfficientDeiT3TransformerEncoderLayer,
@@ -20,6 +24,11 @@ from .efficient import (CopyTracker, drop_path_add, drop_path_disabled,
                         sample_keep_mask, shared_copies)
 from .rates import (block_drop_paths, get_drop_path_rates, is_drop_path,
                     prepare_submodels, set_drop_path_rates)
+
+# timm is optional: without it there is no timm Block to convert
+HAS_TIMM = find_spec('timm') is not None
+if HAS_TIMM:
+    from .timm_blocks import EfficientTimmBlock, timm_keep_mask
 
 __all__ = [
     # rates
@@ -34,4 +43,4 @@ __all__ = [
     'EfficientConvNeXtBlock', 'EfficientBlock', 'EFFICIENT_BLOCKS',
     'register_efficient_block', 'is_efficient_block',
     'enable_efficient_drop_path', 'copy_sharing_blocker'
-]
+] + (['EfficientTimmBlock', 'timm_keep_mask'] if HAS_TIMM else [])

@@ -13,7 +13,8 @@ load either way. Eval mode computes the parent's function.
 The convertible block types live in one table, :data:`EFFICIENT_BLOCKS`
 (original class -> twin and an optional check of its branches), filled with
 :func:`register_efficient_block`: here for mmpretrain's ViT, DeiT III, Swin
-and ConvNeXt blocks, in :mod:`cosub_mm.models.backbones.pit` for PiT.
+and ConvNeXt blocks, in :mod:`cosub_mm.models.backbones.pit` for PiT and in
+:mod:`.timm_blocks` for timm's ViT ``Block`` (when timm is installed).
 
 Example:
     >>> backbone = MODELS.build(dict(type='mmpretrain.VisionTransformer',
@@ -312,7 +313,9 @@ def enable_efficient_drop_path(model: nn.Module) -> int:
             'branches are not the ones the efficient twin re-implements: '
             + ', '.join(skipped))
     if count == 0:
-        supported = ', '.join(c.__name__ for c in EFFICIENT_BLOCKS)
+        # package-qualified: timm's ViT block is plainly named ``Block``
+        supported = ', '.join(f'{c.__module__.split(".")[0]}.{c.__name__}'
+                              for c in EFFICIENT_BLOCKS)
         raise ValueError(
             f'efficient_drop_path: {type(model).__name__} has no block that '
             f'supports it (supported: {supported}; add others with '
@@ -335,9 +338,9 @@ def copy_sharing_blocker(model: nn.Module) -> Optional[str]:
         model (nn.Module): The backbone (efficient blocks already enabled).
 
     Returns:
-        str | None: The first blocker (a dropout with p > 0, or a drop path
-        with rate > 0 outside an efficient block), or None if sharing is
-        exact.
+        str | None: The first blocker (a dropout with p > 0, a drop path
+        with rate > 0 outside an efficient block, or a timm model with
+        activation checkpointing), or None if sharing is exact.
     """
     inside = set()
     for module in model.modules():
@@ -353,4 +356,9 @@ def copy_sharing_blocker(model: nn.Module) -> Optional[str]:
                 and id(module) not in inside):
             return (f'{name} is a masked drop path outside the efficient '
                     'blocks')
+        if getattr(module, 'grad_checkpointing', False) is True:
+            # timm's set_grad_checkpointing: the blocks' replay in backward
+            # runs outside shared_copies, so it must not share either
+            return (f'{name or type(module).__name__} uses activation '
+                    'checkpointing (grad_checkpointing)')
     return None

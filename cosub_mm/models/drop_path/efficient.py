@@ -5,8 +5,9 @@ computes a residual branch for the whole batch and multiplies the dropped
 rows by zero. Cosub (Touvron et al., CVPR 2023, Sec. 3) doubles the batch,
 so that waste doubles too; the paper instead computes each branch only on
 the rows that keep it. :func:`drop_path_add` does that: it draws the same
-per-sample keep mask as ``DropPath`` (one ``torch.rand`` value per sample, in
-the same order, so a seeded run draws the same submodels), runs the branch
+per-sample keep mask as mmcv's ``DropPath`` (one ``torch.rand`` value per
+sample, in the same order, so a seeded run draws the same submodels; timm's
+``DropPath`` through its ``keep_mask`` argument), runs the branch
 on the kept rows and adds them back scaled by ``1 / keep_prob`` with
 ``index_add``. The result equals ``x + DropPath(branch(x))`` up to float
 rounding; backward flows only through the kept rows.
@@ -131,9 +132,11 @@ def shared_copies(num_copies: int) -> Iterator[CopyTracker]:
 def sample_keep_mask(x: Tensor, drop_prob: float) -> Tensor:
     """Draw ``DropPath``'s per-sample keep mask: a bool vector of len(x).
 
-    Draws ``len(x)`` uniforms exactly as mmcv's/timm's ``drop_path`` does
+    Draws ``len(x)`` uniforms exactly as mmcv's ``drop_path`` does
     (``floor(keep_prob + U[0, 1))``), so a seeded generator yields the same
-    mask for the masked and the efficient implementation.
+    mask for the masked and the efficient implementation. timm's
+    ``drop_path`` draws Bernoulli variables instead:
+    :func:`~cosub_mm.models.drop_path.timm_keep_mask`.
     """
     keep_prob = 1.0 - drop_prob
     shape = (x.shape[0], ) + (1, ) * (x.ndim - 1)
@@ -145,7 +148,9 @@ def drop_path_add(x: Tensor,
                   branch: Callable[[Tensor], Tensor],
                   drop_prob: float,
                   training: bool,
-                  share: bool = True) -> Tensor:
+                  share: bool = True,
+                  keep_mask: Callable[[Tensor, float],
+                                      Tensor] = sample_keep_mask) -> Tensor:
     """Return ``x + DropPath(branch(x))``, running ``branch`` on kept rows.
 
     Args:
@@ -158,6 +163,11 @@ def drop_path_add(x: Tensor,
             for the identical copies of an image. Pass False where the
             branch is re-run later outside the context (activation
             checkpointing). Defaults to True.
+        keep_mask (callable): ``keep_mask(x, drop_prob)``, the bool keep
+            mask of the rows, drawn as the block's own drop-path module
+            draws it (timm's draws differently from mmcv's; see
+            :func:`~cosub_mm.models.drop_path.timm_keep_mask`). Defaults to
+            :func:`sample_keep_mask` (mmcv's draw).
 
     Returns:
         Tensor: The block output.
@@ -171,7 +181,7 @@ def drop_path_add(x: Tensor,
         keep = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
     else:
         keep_prob = 1.0 - drop_prob
-        keep = sample_keep_mask(x, drop_prob)
+        keep = keep_mask(x, drop_prob)
     shared = tracker.update(x, keep, share) if tracker is not None else None
     compute = keep
     if shared is not None:

@@ -12,11 +12,13 @@ Some backbones (mmpretrain's ConvNeXt, timm's models) build an ``nn.Identity``
 instead of a drop-path module where the rate is 0, e.g. in the first block of
 the linear rule. Such a *placeholder* (an ``nn.Identity`` whose attribute name
 starts with ``drop_path``) counts as a block of rate 0, and
-:func:`set_drop_path_rates` swaps it for mmcv's ``DropPath`` so that a
-uniform rule reaches every block.
+:func:`set_drop_path_rates` swaps it for a ``DropPath`` of the kind the model
+already has (timm's in a timm model, else mmcv's) so that a uniform rule
+reaches every block. Through mmpretrain's ``TIMMBackbone`` the blocks are
+``timm_model.blocks.N`` and are found the same way.
 """
 from collections import OrderedDict
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 from torch import nn
@@ -71,17 +73,36 @@ def get_drop_path_rates(model: nn.Module) -> List[float]:
     ]
 
 
+def _new_drop_path(model: nn.Module) -> Callable[[], nn.Module]:
+    """A maker of ``DropPath(0)`` of the kind ``model`` already uses.
+
+    A timm model gets timm's ``DropPath``, whose draws differ from mmcv's,
+    so that all its blocks draw alike; a model without one gets mmcv's.
+    """
+    existing = next((m for m in model.modules() if is_drop_path(m)), None)
+    if existing is not None:
+        try:
+            type(existing)(0.0)
+            return lambda: type(existing)(0.0)
+        except TypeError:  # a drop path that is not built from its rate
+            pass
+    from mmcv.cnn.bricks import DropPath
+    return lambda: DropPath(0.0)
+
+
 def _materialize_placeholders(model: nn.Module) -> None:
     """Replace ``nn.Identity`` drop-path placeholders by ``DropPath(0)``."""
-    from mmcv.cnn.bricks import DropPath
     placeholders = [
         name for name, module in model.named_modules()
         if _is_placeholder(name, module)
     ]
+    if not placeholders:
+        return
+    make = _new_drop_path(model)
     for name in placeholders:
         parent_name, _, attr = name.rpartition('.')
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, attr, DropPath(0.0))
+        setattr(parent, attr, make())
 
 
 def set_drop_path_rates(model: nn.Module, rate: float,

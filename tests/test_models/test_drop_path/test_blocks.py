@@ -245,15 +245,19 @@ def test_every_supported_block_is_in_the_table():
     from mmpretrain.models.backbones.vision_transformer import \
         TransformerEncoderLayer
 
+    from timm.models.vision_transformer import Block
+
     from cosub_mm.models.backbones import EfficientPiTBlock, PiTBlock
     from cosub_mm.models.drop_path import (
         EfficientConvNeXtBlock, EfficientDeiT3TransformerEncoderLayer,
-        EfficientSwinBlock, EfficientTransformerEncoderLayer)
+        EfficientSwinBlock, EfficientTimmBlock,
+        EfficientTransformerEncoderLayer)
     assert {k: v.twin for k, v in EFFICIENT_BLOCKS.items()} == {
         TransformerEncoderLayer: EfficientTransformerEncoderLayer,
         DeiT3TransformerEncoderLayer: EfficientDeiT3TransformerEncoderLayer,
         SwinBlock: EfficientSwinBlock,
         ConvNeXtBlock: EfficientConvNeXtBlock,
+        Block: EfficientTimmBlock,  # timm's ViT, registered with timm
         PiTBlock: EfficientPiTBlock,  # registered by pit.py
     }
     # the ViT and DeiT III twins share one forward

@@ -99,3 +99,46 @@ def test_bad_rule_rate_and_model_are_refused():
         set_drop_path_rates(model, 1.0)
     with pytest.raises(ValueError, match='has no DropPath module'):
         set_drop_path_rates(nn.Sequential(nn.Linear(2, 2)), 0.1)
+
+
+class _OwnDropPath(nn.Module):
+    """A drop path of another library: built from its rate."""
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+
+class _KeywordDropPath(_OwnDropPath):
+    """A drop path that is not built from its rate alone."""
+
+    def __init__(self, *, drop_prob: float) -> None:
+        super().__init__(drop_prob)
+
+
+def _two_blocks(drop_path: nn.Module) -> nn.Module:
+    """blocks.0 with a rate-0 placeholder, blocks.1 with ``drop_path``."""
+    model = nn.Module()
+    model.blocks = nn.ModuleList([nn.Module(), nn.Module()])
+    model.blocks[0].drop_path = nn.Identity()
+    model.blocks[1].drop_path = drop_path
+    return model
+
+
+def test_placeholders_become_the_drop_path_kind_the_model_has():
+    model = _build('convnext', drop_path_rate=0.3)  # mmcv's, Identity first
+    assert type(model.stages[0][0].drop_path) is nn.Identity
+    set_drop_path_rates(model, 0.1, 'uniform')
+    assert type(model.stages[0][0].drop_path) is \
+        type(model.stages[1][1].drop_path)
+    assert type(model.stages[0][0].drop_path).__module__.startswith('mmcv')
+    # another library's kind (timm's in a timm model) is kept
+    model = _two_blocks(_OwnDropPath(0.2))
+    set_drop_path_rates(model, 0.1, 'uniform')
+    assert type(model.blocks[0].drop_path) is _OwnDropPath
+    assert [b.drop_path.drop_prob for b in model.blocks] == [0.1, 0.1]
+    # one that cannot be built from a rate: mmcv's
+    model = _two_blocks(_KeywordDropPath(drop_prob=0.2))
+    set_drop_path_rates(model, 0.1, 'uniform')
+    assert type(model.blocks[0].drop_path).__module__.startswith('mmcv')
+    assert get_drop_path_rates(model) == pytest.approx([0.1, 0.1])

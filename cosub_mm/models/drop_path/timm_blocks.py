@@ -1,0 +1,93 @@
+"""The efficient twin of timm's ViT ``Block``, for cosub with timm backbones.
+
+timm's ``Block`` (``timm.models.vision_transformer``, used by its ViT, DeiT
+and DeiT III models) is ``x + drop_path1(ls1(attn(norm1(x))))`` then
+``x + drop_path2(ls2(mlp(norm2(x))))``. :class:`EfficientTimmBlock` computes
+both branches only on the samples that keep them
+(:func:`~cosub_mm.models.drop_path.drop_path_add`), drawing the keep mask
+as timm's ``DropPath`` does (:func:`timm_keep_mask`), so a seeded step draws
+the same submodels as timm's masked block. Importing this module registers
+it in :data:`~cosub_mm.models.drop_path.EFFICIENT_BLOCKS`;
+``cosub_mm.models.drop_path`` does that when timm is installed
+(``pip install cosub_mm[timm]``).
+
+Example (a timm DeiT III inside mmpretrain's ``TIMMBackbone``)::
+
+    model = dict(
+        type='cosub_mm.CosubClassifier',
+        backbone=dict(type='mmpretrain.TIMMBackbone',
+                      model_name='deit3_small_patch16_224', pretrained=False,
+                      drop_path_rate=0.05),
+        neck=dict(type='cosub_mm.TokenPooling'),  # the class token
+        head=dict(type='VisionTransformerClsHead', num_classes=1000,
+                  in_channels=384),
+        efficient_drop_path=True)  # timm's Blocks become EfficientTimmBlock
+    custom_hooks = [dict(type='cosub_mm.DropPathRateHook', rule='uniform')]
+"""
+from typing import Callable, Optional
+
+from timm.layers import DropPath as TimmDropPath
+from timm.models.vision_transformer import Block
+from torch import Tensor, nn
+
+from .blocks import _rate, register_efficient_block
+from .efficient import drop_path_add, sample_keep_mask
+from .rates import is_drop_path
+
+__all__ = ['EfficientTimmBlock', 'timm_keep_mask']
+
+
+def timm_keep_mask(x: Tensor, drop_prob: float) -> Tensor:
+    """Draw timm's ``drop_path`` keep mask: a bool vector of ``len(x)``.
+
+    timm draws one Bernoulli variable per sample
+    (``x.new_empty((N, 1, ...)).bernoulli_(keep_prob)``), not mmcv's
+    ``floor(keep_prob + U[0, 1))``: the same distribution, other numbers
+    from the same seed.
+    """
+    shape = (x.shape[0], ) + (1, ) * (x.ndim - 1)
+    return x.new_empty(shape).bernoulli_(1.0 - drop_prob).view(-1).bool()
+
+
+def _keep_mask_of(drop: nn.Module) -> Callable[[Tensor, float], Tensor]:
+    """The draw of the drop-path module in a branch's slot."""
+    return timm_keep_mask if isinstance(drop, TimmDropPath) \
+        else sample_keep_mask
+
+
+class EfficientTimmBlock(Block):
+    """timm ViT block with branches computed on kept samples only (the
+    implementation of Touvron et al., *Co-training 2^L Submodels*, CVPR
+    2023).
+
+    Attention, LayerScale, MLP and LayerNorm act on each image separately,
+    so selecting rows is exact. Eval mode computes the parent's function.
+    """
+
+    def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None,
+                **kwargs) -> Tensor:
+        if attn_mask is not None or any(kwargs.values()):
+            # a mask may hold one row per sample; the masked form needs no
+            # row selection (CopyTracker re-checks copies before sharing)
+            return super().forward(x, attn_mask=attn_mask, **kwargs)
+        x = drop_path_add(x, lambda h: self.ls1(self.attn(self.norm1(h))),
+                          _rate(self.drop_path1), self.training,
+                          keep_mask=_keep_mask_of(self.drop_path1))
+        x = drop_path_add(x, lambda h: self.ls2(self.mlp(self.norm2(h))),
+                          _rate(self.drop_path2), self.training,
+                          keep_mask=_keep_mask_of(self.drop_path2))
+        return x
+
+
+def _plain_timm_block(block: nn.Module) -> bool:
+    """The twin redoes the block: drop paths that scale by ``1/keep`` (or
+    placeholders) and no BatchNorm, whose statistics rows would change."""
+    drops = (block.drop_path1, block.drop_path2)
+    return (all(
+        (is_drop_path(d) and getattr(d, 'scale_by_keep', True))
+        or type(d) is nn.Identity for d in drops) and not any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm)
+            for m in block.modules()))
+
+
+register_efficient_block(Block, EfficientTimmBlock, check=_plain_timm_block)
