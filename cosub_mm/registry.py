@@ -28,12 +28,15 @@ from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
 from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
+from mmengine.registry import \
+    WEIGHT_INITIALIZERS as MMENGINE_WEIGHT_INITIALIZERS
 from mmengine.registry import Registry
 
 __all__ = [
     'MODELS', 'HOOKS', 'TRANSFORMS', 'DATASETS', 'DATA_SAMPLERS', 'METRICS',
     'EVALUATOR', 'OPTIMIZERS', 'OPTIM_WRAPPERS', 'OPTIM_WRAPPER_CONSTRUCTORS',
-    'PARAM_SCHEDULERS', 'RUNNERS', 'LOOPS', 'VISUALIZERS'
+    'PARAM_SCHEDULERS', 'RUNNERS', 'LOOPS', 'VISUALIZERS',
+    'WEIGHT_INITIALIZERS'
 ]
 
 SCOPE = 'cosub_mm'
@@ -69,3 +72,6 @@ PARAM_SCHEDULERS = _child('parameter scheduler', MMENGINE_PARAM_SCHEDULERS)
 RUNNERS = _child('runner', MMENGINE_RUNNERS)
 LOOPS = _child('loop', MMENGINE_LOOPS)
 VISUALIZERS = _child('visualizer', MMENGINE_VISUALIZERS)
+# init_cfg types, e.g. dict(type='cosub_mm.DeiT3AuthorsInit')
+WEIGHT_INITIALIZERS = _child('weight initializer',
+                             MMENGINE_WEIGHT_INITIALIZERS, 'stack')

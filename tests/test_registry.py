@@ -13,6 +13,7 @@ from cosub_mm.datasets import CheckSegAnnotation, FashionScenesDataset
 from cosub_mm.engine.hooks import NonFiniteLossHook
 from cosub_mm.models import CosubLoss
 from cosub_mm.registry import MODELS
+from cosub_mm.stack.deit3 import DeiT3AuthorsInit
 
 
 def test_registries_have_cosub_mm_scope_and_root_parent():
@@ -91,6 +92,9 @@ BUILDS = {
         data_prefix=dict(img_path='images/training',
                          seg_map_path='annotations/training'),
         pipeline=[]), FashionScenesDataset),
+    'WEIGHT_INITIALIZERS': (
+        lambda tmp_path: dict(type='cosub_mm.DeiT3AuthorsInit'),
+        DeiT3AuthorsInit),
 }
 
 

@@ -2,13 +2,15 @@
 
 Usage:
     python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]]
-        [--amp] [--auto-scale-lr] [--no-validate] [--length N] [--test]
+        [--amp [--amp-dtype {fp16,bf16}]] [--auto-scale-lr] [--no-validate]
+        [--length N] [--test]
         [--cfg-options K=V ...] [--launcher {none,pytorch,slurm,mpi}]
 """
 import argparse
 import json
 import os
 import os.path as osp
+from typing import Optional
 
 import cosub_mm  # noqa: F401  (stack fixes first, then registration)
 from mmengine.config import Config, DictAction
@@ -18,6 +20,10 @@ from mmengine.runner import Runner
 from cosub_mm.fileio import atomic_write_text
 from cosub_mm.utils import (fix_dataloaders, log_metrics_by_iter,
                             scale_schedule, scope_of, set_work_dir)
+
+# --amp-dtype -> (AmpOptimWrapper dtype, default loss_scale). bf16 has fp32's
+# exponent range, so its gradients need no scaling (a constant scale of 1).
+AMP_DTYPES = {'fp16': ('float16', 'dynamic'), 'bf16': ('bfloat16', 1.0)}
 
 
 def parse_args() -> argparse.Namespace:
@@ -33,7 +39,16 @@ def parse_args() -> argparse.Namespace:
         help='resume from the given checkpoint, or from the latest one in '
         'the work_dir when no path is given')
     parser.add_argument(
-        '--amp', action='store_true', help='automatic mixed precision')
+        '--amp',
+        action='store_true',
+        help='automatic mixed precision (mmengine AmpOptimWrapper; GPU '
+        'only): fp16 with dynamic loss scaling, as the DeiT III / cosub '
+        'authors trained, unless --amp-dtype bf16')
+    parser.add_argument(
+        '--amp-dtype',
+        choices=sorted(AMP_DTYPES),
+        help='autocast dtype of --amp (implies --amp): fp16 (default) or '
+        'bf16 (Ampere or newer; no loss scaling needed)')
     parser.add_argument(
         '--no-validate',
         action='store_true',
@@ -78,16 +93,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     set_work_dir(cfg, args.config, args.work_dir)
     cfg.launcher = args.launcher
 
-    if args.amp:
-        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if wrapper == 'AmpOptimWrapper':
-            print('AMP is already enabled in the config.')
-        elif wrapper != 'OptimWrapper':
-            raise ValueError(
-                f'--amp needs optim_wrapper.type=OptimWrapper, got {wrapper}')
-        else:
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.amp or args.amp_dtype:
+        enable_amp(cfg, args.amp_dtype)
 
     if args.resume == 'auto':
         cfg.resume = True
@@ -112,6 +119,28 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     fix_dataloaders(cfg)
     log_metrics_by_iter(cfg)
     return cfg
+
+
+def enable_amp(cfg: Config, amp_dtype: Optional[str] = None) -> None:
+    """Train with mmengine's ``AmpOptimWrapper`` (``--amp``).
+
+    Args:
+        cfg (Config): The config; its ``optim_wrapper`` is changed in place.
+        amp_dtype (str, optional): ``'fp16'`` or ``'bf16'``. None keeps the
+            dtype of a config that already uses ``AmpOptimWrapper`` and
+            means fp16 otherwise.
+    """
+    wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
+        raise ValueError(
+            f'--amp needs optim_wrapper.type=OptimWrapper, got {wrapper}')
+    if wrapper == 'AmpOptimWrapper' and amp_dtype is None:
+        print('AMP is already enabled in the config.')
+        return
+    dtype, loss_scale = AMP_DTYPES[amp_dtype or 'fp16']
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.dtype = dtype
+    cfg.optim_wrapper.setdefault('loss_scale', loss_scale)
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ model = dict(
     backbone=dict(arch='b', img_size=192, drop_path_rate=0.2),
     head=dict(in_channels=768))
 
-# The ViT-S config's pipelines at 192 px (eval: 192 / 0.875).
+# The ViT-S config's pipelines at 192 px (eval: crop ratio 1.0, the short
+# side resized to 192 and a 192 centre crop).
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=192, backend='pillow',
@@ -19,7 +20,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=219, edge='short', backend='pillow',
+    dict(type='ResizeEdge', scale=192, edge='short', backend='pillow',
          interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=192),
     dict(type='PackInputs'),

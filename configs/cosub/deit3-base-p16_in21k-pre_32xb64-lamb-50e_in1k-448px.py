@@ -8,7 +8,7 @@ _base_ = './deit3-base-p16_in21k-pre_32xb64-lamb-50e_in1k.py'
 
 model = dict(backbone=dict(img_size=448))
 
-# The 224 px config's SRC pipelines at 448 px (eval: 448 / 0.875).
+# The 224 px config's SRC pipelines at 448 px (eval: crop ratio 1.0).
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='ResizeEdge', scale=448, edge='short', backend='pillow',
@@ -22,7 +22,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=512, edge='short', backend='pillow',
+    dict(type='ResizeEdge', scale=448, edge='short', backend='pillow',
          interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=448),
     dict(type='PackInputs'),

@@ -10,7 +10,10 @@ One module per concern:
 * :mod:`.distributed`: CPU-only DDP (no ``torch.cuda.set_device``, gloo);
 * :mod:`.datasets`: an error naming the folder of an empty dataset;
 * :mod:`.deit3`: DeiT III's FFN normalised with ``ln2`` (CHANGES NUMERICS of
-  mmpretrain 1.2.0's DeiT III, see :func:`.deit3.fix_deit3_ffn_norm`).
+  mmpretrain 1.2.0's DeiT III, see :func:`.deit3.fix_deit3_ffn_norm`); the
+  authors' FFN-Linear and ``cls_token`` init, only where a config's
+  ``init_cfg`` lists ``dict(type='cosub_mm.DeiT3AuthorsInit')``
+  (:func:`.deit3.fix_deit3_authors_init`).
 
 Each fix is guarded so that it does nothing where it is not needed, and each
 docstring names the exact error it fixes. They must run before ``mmseg`` or
@@ -23,7 +26,7 @@ from .checkpoints import (fix_atomic_checkpoints, fix_checkpoint_loading,
                           fix_history_buffer_pickling,
                           fix_url_checkpoint_loading)
 from .datasets import fix_empty_dataset_error
-from .deit3 import fix_deit3_ffn_norm
+from .deit3 import fix_deit3_authors_init, fix_deit3_ffn_norm
 from .distributed import fix_cpu_distributed
 from .imports import fix_mmcv_lite_ops, fix_torchvision_cpu_ops
 
@@ -32,14 +35,15 @@ __all__ = [
     'fix_history_buffer_pickling', 'fix_checkpoint_loading',
     'fix_cpu_distributed', 'fix_atomic_checkpoints',
     'fix_empty_dataset_error', 'fix_url_checkpoint_loading',
-    'fix_deit3_ffn_norm'
+    'fix_deit3_ffn_norm', 'fix_deit3_authors_init'
 ]
 
 # The order in which apply_all applies them.
 FIXES = (fix_torchvision_cpu_ops, fix_mmcv_lite_ops,
          fix_history_buffer_pickling, fix_checkpoint_loading,
          fix_cpu_distributed, fix_atomic_checkpoints, fix_empty_dataset_error,
-         fix_url_checkpoint_loading, fix_deit3_ffn_norm)
+         fix_url_checkpoint_loading, fix_deit3_ffn_norm,
+         fix_deit3_authors_init)
 
 _applied: List[str] = []
 

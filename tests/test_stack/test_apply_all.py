@@ -25,4 +25,5 @@ def test_fixes_are_idempotent():
     assert stack.fix_checkpoint_loading() is False
     assert stack.fix_cpu_distributed() is False
     assert stack.fix_deit3_ffn_norm() is False
+    assert stack.fix_deit3_authors_init() is False
     assert cosub_mm.__version__

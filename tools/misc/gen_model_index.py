@@ -22,15 +22,20 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 COSUB_PAPER = dict(
     Title='Co-training 2^L Submodels for Visual Recognition',
     URL='https://arxiv.org/abs/2212.04884')
-COSUB_SRC = 'cosub paper (arXiv 2212.04884), as listed by Papers with Code'
+COSUB_SRC = ('cosub paper (arXiv 2212.04884), as listed by Papers with Code; '
+             'pretraining set not stated there (ImageNet-21k is our reading)')
+COSUB_S_SRC = ('UNVERIFIED: Papers with Code listing of arXiv 2212.04884 '
+               '(ViT-S@224 cosub), pretraining set not stated; equals DeiT '
+               'III-S ImageNet-21k -> 1k (83.1) exactly')
 DEIT3_SRC = 'DeiT III (facebookresearch/deit README_revenge.md)'
-MMSEG_SRC = 'mmseg configs/vit (UperNet + DeiT, 160k, 512x512)'
+DEIT3_LOG_SRC = ('DeiT III (facebookresearch/deit README_revenge.md training '
+                 'log, epoch 800, evaluated at 192 px)')
 
 # config name -> (task, dataset, metrics, source). Papers' numbers only.
 REFERENCES: Dict[str, tuple] = {
     'cosub_deit3-small-p16_in21k-pre_16xb128-lamb-50e_in1k': (
         'Image Classification', 'ImageNet-1k', {'Top 1 Accuracy': 83.1},
-        COSUB_SRC),
+        COSUB_S_SRC),
     'cosub_deit3-base-p16_in21k-pre_32xb64-lamb-50e_in1k': (
         'Image Classification', 'ImageNet-1k', {'Top 1 Accuracy': 86.3},
         COSUB_SRC),
@@ -42,6 +47,20 @@ REFERENCES: Dict[str, tuple] = {
         'cosub paper abstract (arXiv 2212.04884)'),
     'deit3-small-p16_8xb256-lamb-800e_in1k': (
         'Image Classification', 'ImageNet-1k', {'Top 1 Accuracy': 81.4},
+        DEIT3_SRC),
+    # B and L: trained at 192 px, then finetuned at 224 px (the model zoo's
+    # 224 px numbers belong to the finetuned models)
+    'deit3-base-p16_8xb256-lamb-800e_in1k-192px': (
+        'Image Classification', 'ImageNet-1k', {'Top 1 Accuracy': 82.82},
+        DEIT3_LOG_SRC),
+    'deit3-large-p16_32xb64-lamb-800e_in1k-192px': (
+        'Image Classification', 'ImageNet-1k', {'Top 1 Accuracy': 84.02},
+        DEIT3_LOG_SRC),
+    'deit3-base-p16_in1k-192px-pre_8xb64-adamw-20e_in1k': (
+        'Image Classification', 'ImageNet-1k', {'Top 1 Accuracy': 83.8},
+        DEIT3_SRC),
+    'deit3-large-p16_in1k-192px-pre_8xb64-adamw-20e_in1k': (
+        'Image Classification', 'ImageNet-1k', {'Top 1 Accuracy': 84.9},
         DEIT3_SRC),
     'deit3-small-p16_in21k-pre_16xb128-lamb-50e_in1k': (
         'Image Classification', 'ImageNet-1k', {'Top 1 Accuracy': 83.1},

@@ -21,9 +21,11 @@ train_pipeline = [
     dict(type='ColorJitter', brightness=0.3, contrast=0.3, saturation=0.3),
     dict(type='PackInputs'),
 ]
+# Crop ratio 1.0 (--eval-crop-ratio 1.0): resize the short side to 224,
+# centre crop 224.
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow',
+    dict(type='ResizeEdge', scale=224, edge='short', backend='pillow',
          interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),
@@ -33,6 +35,7 @@ train_dataloader = dict(
     batch_size=128,
     num_workers=10,
     persistent_workers=True,
+    drop_last=True,  # deit main.py's train DataLoader
     dataset=dict(type=dataset_type, data_root=data_root, split='train',
                  pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True))

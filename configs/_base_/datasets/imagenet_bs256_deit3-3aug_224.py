@@ -19,10 +19,13 @@ train_pipeline = [
     dict(type='ColorJitter', brightness=0.3, contrast=0.3, saturation=0.3),
     dict(type='PackInputs'),
 ]
-# DeiT evaluates at input_size / 0.875 then centre-crops.
+# Crop ratio 1.0: every DeiT III / cosub command passes --eval-crop-ratio
+# 1.0, so deit's datasets.py resizes the short side to input_size / 1.0
+# (bicubic) and centre-crops input_size (deit's own default, 0.875, is not
+# used by these recipes).
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow',
+    dict(type='ResizeEdge', scale=224, edge='short', backend='pillow',
          interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),
@@ -32,6 +35,7 @@ train_dataloader = dict(
     batch_size=256,
     num_workers=10,
     persistent_workers=True,
+    drop_last=True,  # deit main.py's train DataLoader
     dataset=dict(type=dataset_type, data_root=data_root, split='train',
                  pipeline=train_pipeline),
     sampler=dict(type='RepeatAugSampler', shuffle=True, num_repeats=3))

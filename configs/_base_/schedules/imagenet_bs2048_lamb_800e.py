@@ -2,8 +2,13 @@
 # grad-norm clip 1.0), lr 4e-3 for batch 2048 (no lr scaling: --unscale-lr),
 # weight decay 0.05 on matrices only (timm skips 1-D params, pos_embed and
 # cls_token), 5 warmup epochs from ~1e-6, cosine to 1e-5, 800 epochs.
+# Mixed precision (GPU): tools/train.py --amp (fp16 autocast with dynamic
+# loss scaling, as the authors trained: deit engine.py autocast, main.py
+# NativeScaler) or --amp --amp-dtype bf16 (Ampere or newer).
 optim_wrapper = dict(
-    optimizer=dict(type='Lamb', lr=4e-3, weight_decay=0.05),
+    # eps: deit main.py --opt-eps default (timm's create_optimizer passes it
+    # on); mmpretrain's Lamb defaults to 1e-6
+    optimizer=dict(type='Lamb', lr=4e-3, weight_decay=0.05, eps=1e-8),
     paramwise_cfg=dict(
         flat_decay_mult=0.0,
         custom_keys={

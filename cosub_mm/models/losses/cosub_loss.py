@@ -9,9 +9,15 @@ For two submodels with logits z1, z2 of the same images and targets y::
 with ℓ the binary cross-entropy with logits averaged over samples × classes,
 σ the sigmoid and sg a stop-gradient. λ = 0.5 gives the authors' four terms of
 0.25 (facebookresearch/deit ``engine.py``, ``--cosub``).
-"""
-from typing import Dict, Optional, Sequence, Tuple
 
+Under mixed precision (``tools/train.py --amp``) the logits arrive in fp16 or
+bf16; the loss upcasts them and runs with autocast off, so the teacher's
+sigmoid and every term are fp32 (deit computes ``outputs.detach().sigmoid()``
+inside ``torch.cuda.amp.autocast``, i.e. in fp16).
+"""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -41,6 +47,11 @@ class CosubLoss(nn.Module):
             this label count in no term, label or distillation (for
             segmentation). Defaults to None.
         loss_weight (float): Multiplies both terms. Defaults to 1.0.
+        label_smooth_val (float): ε in [0, 1): the label terms' targets
+            become ``(1 - ε)·y + ε/C`` (after binarization), as timm's
+            ``Mixup(label_smoothing=ε)`` makes deit's targets before its
+            cosub BCE (``--smoothing``); the teachers are not smoothed.
+            Defaults to 0.0.
 
     Example:
         >>> loss = CosubLoss()
@@ -55,7 +66,8 @@ class CosubLoss(nn.Module):
                  loss_type: str = 'bce',
                  num_submodels: int = 2,
                  ignore_index: Optional[int] = None,
-                 loss_weight: float = 1.0) -> None:
+                 loss_weight: float = 1.0,
+                 label_smooth_val: float = 0.0) -> None:
         super().__init__()
         if loss_type not in ('bce', 'ce'):
             raise ValueError(
@@ -64,8 +76,12 @@ class CosubLoss(nn.Module):
         if not isinstance(num_submodels, int) or num_submodels < 2:
             raise ValueError('CosubLoss: num_submodels must be an integer '
                              f'>= 2, got {num_submodels!r}')
+        if not 0.0 <= float(label_smooth_val) < 1.0:
+            raise ValueError('CosubLoss: label_smooth_val must be in [0, 1), '
+                             f'got {label_smooth_val}')
         self.lambda_ = lambda_  # validated by the property setter
         self.binarize_target = binarize_target
+        self.label_smooth_val = float(label_smooth_val)
         self.loss_type = loss_type
         self.num_submodels = num_submodels
         self.ignore_index = ignore_index
@@ -118,7 +134,22 @@ class CosubLoss(nn.Module):
         if logits[0].dim() < 2:
             raise ValueError('CosubLoss: logits must be (N, C, ...), got '
                              f'shape {tuple(shape)}')
+        # fp16/bf16 logits (AMP) -> fp32; fp32/fp64 stay as they are
+        logits = [z.to(torch.promote_types(z.dtype, torch.float32))
+                  for z in logits]
+        # CPU autocast would run log_softmax in bf16, CUDA autocast the
+        # sigmoid in fp16: the loss is computed with autocast off
+        with torch.autocast(logits[0].device.type, enabled=False):
+            return self._terms(logits, target)
+
+    def _terms(self, logits: List[Tensor],
+               target: Tensor) -> Dict[str, Tensor]:
+        """The label and distillation terms of full-precision logits."""
+        k = len(logits)
         target, valid = self._prepare_target(target, logits[0])
+        if self.label_smooth_val > 0:
+            eps = self.label_smooth_val
+            target = target * (1 - eps) + eps / target.shape[1]
 
         if self.loss_type == 'bce':
             probs = [z.detach().sigmoid() for z in logits]
@@ -159,7 +190,8 @@ class CosubLoss(nn.Module):
     def extra_repr(self) -> str:
         return (f'lambda_={self.lambda_}, loss_type={self.loss_type!r}, '
                 f'num_submodels={self.num_submodels}, '
-                f'binarize_target={self.binarize_target}')
+                f'binarize_target={self.binarize_target}, '
+                f'label_smooth_val={self.label_smooth_val}')
 
 
 def prepare_target(owner: str,

@@ -240,3 +240,126 @@ def test_deit3_bce_baseline_is_cosub_with_lambda_zero_on_one_model():
         base(_t(Z1), torch.zeros(3, 5))
     with pytest.raises(ValueError, match='plain mean'):
         base(_t(Z1), torch.tensor(Y), weight=torch.ones(3))
+
+
+def _soft_ce(z, t):
+    """Mean over samples of -Σ_c t log softmax(z), in float64."""
+    def log_softmax(row):
+        m = max(row)
+        lse = m + math.log(sum(math.exp(v - m) for v in row))
+        return [v - lse for v in row]
+    return sum(-sum(ti * li for ti, li in zip(tr, log_softmax(zr)))
+               for zr, tr in zip(z, t)) / len(z)
+
+
+def _softmax(z):
+    out = []
+    for row in z:
+        e = [math.exp(v - max(row)) for v in row]
+        out.append([v / sum(e) for v in e])
+    return out
+
+
+@pytest.mark.parametrize('target', ['index', 'soft'])
+def test_label_smoothing_applies_to_the_label_term_only(target):
+    # timm's Mixup(label_smoothing=ε), which deit applies before its cosub
+    # BCE: targets (1 - ε)·y + ε/C; the teacher σ(z_other) is not smoothed.
+    eps, c = 0.1, 4
+    soft = [[0.3, 0.0, 0.0, 0.7], [0.0, 0.0, 0.7, 0.3], [0.0, 1.0, 0.0, 0.0]]
+    y = _onehot(Y) if target == 'index' else soft
+    tgt = torch.tensor(Y) if target == 'index' else _t(soft)
+    out = CosubLoss(binarize_target=False, label_smooth_val=eps)(
+        _t(Z1), _t(Z2), tgt)
+    smooth = [[(1 - eps) * v + eps / c for v in row] for row in y]
+    label = 0.25 * (_bce(Z1, smooth) + _bce(Z2, smooth))
+    distill = 0.25 * (_bce(Z1, _probs(Z2)) + _bce(Z2, _probs(Z1)))
+    assert out['loss_label'].item() == pytest.approx(label, rel=1e-12)
+    assert out['loss_distill'].item() == pytest.approx(distill, rel=1e-12)
+
+
+def test_label_smoothing_follows_binarization_and_works_for_ce():
+    eps, c = 0.2, 4
+    soft = [[0.3, 0.0, 0.0, 0.7], [0.0, 0.0, 0.7, 0.3], [0.0, 1.0, 0.0, 0.0]]
+    binary = [[1.0 if v > 0 else 0.0 for v in row] for row in soft]
+    out = CosubLoss(label_smooth_val=eps)(_t(Z1), _t(Z2), _t(soft))
+    smooth = [[(1 - eps) * v + eps / c for v in row] for row in binary]
+    assert out['loss_label'].item() == pytest.approx(
+        0.25 * (_bce(Z1, smooth) + _bce(Z2, smooth)), rel=1e-12)
+    ce = CosubLoss(loss_type='ce', label_smooth_val=eps)(
+        _t(Z1), _t(Z2), torch.tensor(Y))
+    smooth = [[(1 - eps) * v + eps / c for v in row] for row in _onehot(Y)]
+    assert ce['loss_label'].item() == pytest.approx(
+        0.25 * (_soft_ce(Z1, smooth) + _soft_ce(Z2, smooth)), rel=1e-12)
+    assert ce['loss_distill'].item() == pytest.approx(
+        0.25 * (_soft_ce(Z1, _softmax(Z2)) + _soft_ce(Z2, _softmax(Z1))),
+        rel=1e-12)
+
+
+@pytest.mark.parametrize('bad', [-0.1, 1.0, float('nan')])
+def test_label_smoothing_value_is_validated(bad):
+    with pytest.raises(ValueError, match='label_smooth_val must be in'):
+        CosubLoss(label_smooth_val=bad)
+
+
+def _head_logits(dtype_ctx):
+    """Logits of two submodels from one Linear head, 8 samples x 50."""
+    torch.manual_seed(3)
+    head = torch.nn.Linear(16, 50)
+    x = torch.randn(16, 16) * 2.0
+    with dtype_ctx:
+        return head(x)
+
+
+@pytest.mark.parametrize('loss_type', ['bce', 'ce'])
+def test_bf16_autocast_logits_are_scored_in_fp32(loss_type):
+    """Under AMP the head's logits are bf16/fp16; the teacher's sigmoid
+    (softmax) and every term must still be computed in fp32."""
+    z = _head_logits(torch.autocast('cpu', torch.bfloat16))
+    assert z.dtype == torch.bfloat16  # what the head gives under autocast
+    z = z.detach().requires_grad_()
+    z1, z2 = z.chunk(2)
+    y = torch.arange(8) % 50
+    loss = CosubLoss(loss_type=loss_type, lambda_=0.5)
+    with torch.autocast('cpu', torch.bfloat16):
+        out = loss(z1, z2, y)
+    assert out['loss_label'].dtype == torch.float32
+    assert out['loss_distill'].dtype == torch.float32
+
+    # float64 reference from the same bf16 logits (exactly representable)
+    a, b = z1.detach().double().tolist(), z2.detach().double().tolist()
+    onehot = _onehot(y.tolist(), c=50)
+    if loss_type == 'bce':
+        label = 0.25 * (_bce(a, onehot) + _bce(b, onehot))
+        distill = 0.25 * (_bce(a, _probs(b)) + _bce(b, _probs(a)))
+    else:
+        label = 0.25 * (_soft_ce(a, onehot) + _soft_ce(b, onehot))
+        distill = 0.25 * (_soft_ce(a, _softmax(b)) + _soft_ce(b, _softmax(a)))
+    # fp32 arithmetic: ~1e-7 relative; a bf16 teacher or log-softmax (3
+    # significant digits) is off by ~1e-3
+    assert out['loss_label'].item() == pytest.approx(label, rel=1e-5)
+    assert out['loss_distill'].item() == pytest.approx(distill, rel=1e-5)
+
+    (grad, ) = torch.autograd.grad(out['loss_label'] + out['loss_distill'], z)
+    assert grad.dtype == torch.bfloat16 and torch.isfinite(grad).all()
+
+
+def test_bf16_autocast_training_step_matches_fp32_within_bf16_precision():
+    """The whole head + loss under CPU bf16 autocast against plain fp32."""
+    y = torch.arange(8) % 50
+    losses, grads = {}, {}
+    for name, ctx in (('fp32', torch.autocast('cpu', enabled=False)),
+                      ('bf16', torch.autocast('cpu', torch.bfloat16))):
+        torch.manual_seed(3)
+        head = torch.nn.Linear(16, 50)
+        x = torch.randn(16, 16) * 2.0
+        with ctx:
+            z1, z2 = head(x).chunk(2)
+            out = CosubLoss()(z1, z2, y)
+            total = out['loss_label'] + out['loss_distill']
+        total.backward()
+        losses[name] = total.item()
+        grads[name] = head.weight.grad.clone()
+    # bf16 has an 8-bit mantissa: logits carry ~4e-3 relative error
+    assert losses['bf16'] == pytest.approx(losses['fp32'], rel=1e-2)
+    assert torch.allclose(grads['bf16'], grads['fp32'], rtol=0.05,
+                          atol=0.02 * grads['fp32'].abs().max().item())
