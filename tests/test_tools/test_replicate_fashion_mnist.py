@@ -214,3 +214,24 @@ def test_val_curve_restores_iterations_of_step0_logs():
                                           (300, 80.0)]
     right = dict(spec=spec, val_curve=[[100, 70.0], [200, 75.0]])
     assert rep.val_curve(right) == [(100, 70.0), (200, 75.0)]
+
+
+def test_archived_protocols_are_counted_and_named(tmp_path):
+    wd, rd = str(tmp_path / 'work'), str(tmp_path / 'records')
+    spec = rep.make_spec('quick', 'baseline', 2e-3, 0.05, 0.1, 20, 0)
+    old = osp.join(rd, rep.ARCHIVE, 'old-model')
+    for seed in range(3):
+        _write(osp.join(old), _record(dict(spec, seed=seed), wd, 1.0, 1.0))
+    assert rep.archived(rd) == [(f'{rep.ARCHIVE}/old-model', 3)]
+    out_md = str(tmp_path / 'fm.md')
+    rep.summarise(['quick'], rd, wd, out_md)
+    md = open(out_md).read()
+    assert f'`{rep.ARCHIVE}/old-model/` (3 runs)' in md
+    # archived records never count as the regime's own
+    assert rep.load_records(rd, 'quick') == []
+
+
+def test_epochs_follow_the_study_batch_size():
+    batch = Config.fromfile(osp.join(REPO, rep.BASE_CFG)) \
+        .train_dataloader.batch_size
+    assert rep.epochs(1000, 5000) == pytest.approx(1000 * batch / 5000)

@@ -1,256 +1,527 @@
-"""Compare segmentation finetuning from cosub, baseline and random init.
+"""Segmentation from cosub-, baseline- and randomly initialised backbones.
 
-On the fashion-scenes set, UperNet (``configs/demo/upernet_fashion-scenes.
-py``) is finetuned from the same recipe three times: from a backbone
-pretrained with cosub, from one pretrained without it (both the demo's
-Fashion-MNIST ViT), and from random weights; with ``--cosub-finetune`` also
-from the cosub backbone with ``cosub_mm.CosubEncoderDecoder`` (cosub during
-finetuning). Prints a table of validation mIoU; ``--markdown`` writes it.
+UperNet (``configs/study/upernet_vit-6l-64d-p7_fashion-scenes.py``, the
+demo's recipe on the study's ViT) is finetuned on the fashion scenes
+(``tools/dataset_converters/make_fashion_scenes.py``: 400 training and 100
+validation scenes of 64 px, seed 0) through ``tools/train.py``, in four
+arms per seed:
 
-Without ``--cosub-ckpt``/``--baseline-ckpt`` both backbones are pretrained
-here, briefly and identically except for the loss: the demo ViT on the
-first ``--pretrain-images`` Fashion-MNIST training images for
-``--pretrain-epochs`` epochs (AdamW 1e-3 one-cycle, wd 0.05, batch 64,
-uniform drop path 0.1, random shift + flip, softmax CE); cosub
-(``CosubClassifier``, ``CosubLoss(loss_type='ce')``, λ = 0.5) against a
-plain ``ImageClassifier``.
+- ``cosub-init``: from the classification study's cosub classifier of that
+  seed (``replicate_fashion_mnist.py``, the headline runs of ``--regime``:
+  the chosen recipe at the chosen length);
+- ``baseline-init``: from the baseline classifier of that seed, same
+  recipe, same iterations;
+- ``random-init``: no pretraining;
+- ``cosub-init + cosub-ft``: the cosub backbone finetuned with
+  ``cosub_mm.CosubEncoderDecoder`` (cosub during finetuning).
+
+First the finetuning length: the baseline-init arm of seed 0 at twice the
+length must gain less than 0.5 validation mIoU, else the length doubles.
+Every run writes one JSON record under ``docs/results/runs/seg_<regime>/``
+(the hash covers the resolved finetuning config and the classification
+run's own hash, so a retrained backbone stales its finetunings);
+``docs/results/fashion_scenes.md`` and its PNG are generated from the
+records only, and copied into ``configs/upernet/README.md`` by
+``tools/misc/update_readme.py``. The length is the only choice made on
+the validation scenes; the recipe is the demo's for every arm.
+
+The classifiers' checkpoints are taken from the classification study's
+work dir (``--cls-work-dir``); one that is missing there (another machine)
+is retrained under this study's work dir from its record's spec, and the
+seg record notes the retrained run's test top-1 beside the recorded one.
 
 Usage:
-    python tools/analysis_tools/compare_seg_init.py --work-dir DIR
-        [--data-root DIR] [--cosub-ckpt PTH --baseline-ckpt PTH]
-        [--iters 300] [--seeds 0 1] [--cosub-finetune] [--markdown FILE]
+    python tools/analysis_tools/compare_seg_init.py --max-hours 2
+    python tools/analysis_tools/compare_seg_init.py --summarise-only
+    python tools/analysis_tools/compare_seg_init.py --quick   # minutes
 """
 import argparse
-import importlib.util
+import hashlib
+import json
 import os
 import os.path as osp
+import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, REPO)
+import numpy as np
 
-import cosub_mm  # noqa: E402,F401  (stack fixes first)
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
+from cosub_mm import study
+from cosub_mm.runs import (REPO, check_fashion_mnist, last_checkpoint,
+                           metric_history, read_scalars, tool_env,
+                           train_config)
 
-DEMO_CFG = osp.join(REPO, 'configs', 'demo', 'upernet_fashion-scenes.py')
-MEAN, STD = 72.94, 90.02  # Fashion-MNIST train-set statistics x 255
-BATCH = 64  # pretraining batch
+sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
+import replicate_fashion_mnist as cls_study  # noqa: E402
 
+SEG_CFG = 'configs/study/upernet_vit-6l-64d-p7_fashion-scenes.py'
+SCENES_TOOL = 'tools/dataset_converters/make_fashion_scenes.py'
+SCENES = dict(seed=0, num_train=400, num_val=100, size=64)
+FLAT_GAIN = 0.5  # validation mIoU gained by doubling the length
+#: (backbone init, finetuning) of each arm, in the order of the tables.
+ARMS = (('cosub', 'plain'), ('baseline', 'plain'), ('random', 'plain'),
+        ('cosub', 'cosub'))
 
-def _scenes_tool():
-    path = osp.join(REPO, 'tools', 'dataset_converters',
-                    'make_fashion_scenes.py')
-    spec = importlib.util.spec_from_file_location('make_fashion_scenes',
-                                                  path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def classifier_cfg(cosub: bool, drop_path_rate: float = 0.1) -> dict:
-    """The demo's Fashion-MNIST ViT classifier (6 blocks, width 128)."""
-    backbone = dict(
-        type='VisionTransformer',
-        arch=dict(embed_dims=128, num_layers=6, num_heads=4,
-                  feedforward_channels=256),
-        img_size=28, patch_size=4, in_channels=1,
-        drop_path_rate=drop_path_rate,
-        layer_cfgs=dict(drop_path_rate=drop_path_rate))
-    # Softmax CE for both: in a few hundred steps BCE on one-hot targets
-    # is still near chance level (it first learns the negative biases).
-    head = dict(
-        type='VisionTransformerClsHead', num_classes=10, in_channels=128,
-        loss=dict(type='CrossEntropyLoss'))
-    if cosub:
-        return dict(type='cosub_mm.CosubClassifier', backbone=backbone,
-                    head=head,
-                    cosub_loss=dict(type='cosub_mm.CosubLoss',
-                                    loss_type='ce'))
-    return dict(type='ImageClassifier', backbone=backbone, head=head)
+REGIMES: Dict[str, dict] = {
+    # cls: the classification study's regime whose headline runs are used
+    'n5000': dict(cls='n5000', iters=600, seeds=(0, 1, 2),
+                  max_doublings=2),
+    'quick': dict(cls='quick', iters=10, seeds=(0, 1), max_doublings=0,
+                  scenes=dict(seed=0, num_train=16, num_val=8, size=64)),
+}
 
 
-def pretrain(cosub: bool, out: str, images: int, epochs: int,
-             seed: int = 0) -> Dict[str, float]:
-    """Pretrain the demo ViT on Fashion-MNIST; save a classifier ckpt."""
-    from mmpretrain.registry import MODELS
-    from mmpretrain.structures import DataSample
-    init_default_scope('mmpretrain')
-    tool = _scenes_tool()
-    x, y = tool.load_fashion(osp.join(REPO, 'data', 'fashion_mnist'),
-                             'train')
-    x = torch.from_numpy(x[:images].copy()).float().unsqueeze(1)
-    y = torch.from_numpy(y[:images].astype(np.int64))
-    x = (x - MEAN) / STD
-    torch.manual_seed(seed)
-    model = MODELS.build(classifier_cfg(cosub))
-    model.init_weights()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
-    steps = epochs * ((images + BATCH - 1) // BATCH)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=1e-3, total_steps=steps, pct_start=0.1)
-    model.train()
-    start = time.time()
-    for _ in range(epochs):
-        perm = torch.randperm(images)
-        for i in range(0, images, BATCH):
-            idx = perm[i:i + BATCH]
-            batch = torch.nn.functional.pad(x[idx], (2, 2, 2, 2),
-                                            mode='reflect')
-            dy, dx = torch.randint(0, 5, (2, ))
-            batch = batch[..., dy:dy + 28, dx:dx + 28]
-            flip = torch.rand(len(idx)) < 0.5
-            batch[flip] = batch[flip].flip(-1)
-            samples = [
-                DataSample().set_gt_label(int(t)).set_gt_score(
-                    torch.nn.functional.one_hot(t, 10).float())
-                for t in y[idx]
-            ]
-            losses = model.loss(batch, samples)
-            loss = sum(v for k, v in losses.items() if 'loss' in k)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, out)
-    tx, ty = tool.load_fashion(osp.join(REPO, 'data', 'fashion_mnist'),
-                               'test')
-    model.eval()
-    with torch.no_grad():
-        tx = (torch.from_numpy(tx[:2000].copy()).float().unsqueeze(1) -
-              MEAN) / STD
-        pred = model.head(model.extract_feat(tx)).argmax(1)
-    acc = (pred.numpy() == ty[:2000]).mean() * 100
-    return dict(top1=float(acc), seconds=time.time() - start)
+def arm_label(init: str, finetune: str) -> str:
+    """``cosub-init``, ``cosub-init + cosub-ft``, ..."""
+    return f'{init}-init' + (' + cosub-ft' if finetune == 'cosub' else '')
 
 
-def set_iters(cfg: Config, iters: int) -> None:
-    """Shorten the demo schedule: warmup min(50, iters // 5), then poly."""
-    warmup = max(min(50, iters // 5), 1)
-    cfg.train_cfg.max_iters = iters
-    cfg.train_cfg.val_interval = iters
-    cfg.param_scheduler[0].end = warmup
-    cfg.param_scheduler[1].begin = warmup
-    cfg.param_scheduler[1].end = max(iters, warmup + 1)
+def make_spec(regime: str, init: str, finetune: str, iters: int,
+              seed: int) -> dict:
+    """A finetuning run's identity."""
+    return dict(regime=f'seg_{regime}', cls_regime=REGIMES[regime]['cls'],
+                init=init, finetune=finetune, iters=int(iters), seed=seed)
 
 
-def finetune(data_root: str, work_dir: str, checkpoint: Optional[str],
-             iters: int, seed: int, cosub_ft: bool) -> Dict[str, float]:
-    """Finetune the demo UperNet once; return test mIoU, aAcc, seconds."""
-    cfg = Config.fromfile(DEMO_CFG)
-    cfg.work_dir = work_dir
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[key].dataset.data_root = data_root
-    if checkpoint is None:
-        cfg.model.backbone.init_cfg = None
-    else:
-        cfg.model.backbone.init_cfg.checkpoint = checkpoint
-    if cosub_ft:
-        cfg.model.type = 'cosub_mm.CosubEncoderDecoder'
-    set_iters(cfg, iters)
-    # Evaluate once, after training, with runner.test().
-    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1)
-    cfg.default_hooks.logger.interval = max(iters // 5, 1)
-    cfg.randomness = dict(seed=seed)
-    cfg.log_level = 'WARNING'
-    start = time.time()
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    metrics = runner.test()
-    return dict(mIoU=float(metrics['mIoU']), aAcc=float(metrics['aAcc']),
-                seconds=time.time() - start)
+def run_name(spec: dict) -> str:
+    """A file-safe name of a run spec."""
+    return (f"{spec['init']}-init_{spec['finetune']}-ft_{spec['iters']}i_"
+            f"s{spec['seed']}")
 
 
-def to_markdown(rows: List[dict], header: str) -> str:
-    lines = [header, '',
-             '| backbone init | finetuning | seeds | mIoU (mean ± std) | '
-             'per seed | aAcc | wall s / run |',
-             '|---|---|---|---|---|---|---|']
-    for r in rows:
-        m = np.array(r['mIoU'])
-        lines.append(
-            f"| {r['init']} | {r['finetune']} | {len(m)} | "
-            f"{m.mean():.2f} ± {m.std():.2f} | "
-            f"{', '.join(f'{v:.2f}' for v in m)} | "
-            f"{np.mean(r['aAcc']):.2f} | {np.mean(r['seconds']):.0f} |")
+def config_text(spec: dict, checkpoint: Optional[str],
+                scenes_root: str) -> str:
+    """The finetuning config: the study's UperNet and the spec's overrides.
+
+    ``checkpoint`` is the classifier's checkpoint (``None`` for random
+    init); the hash is taken with placeholders for both paths.
+    """
+    init = ('None' if spec['init'] == 'random' else
+            f"dict(type='Pretrained', checkpoint={checkpoint!r}, "
+            "prefix='backbone.')")
+    model = f'dict(backbone=dict(init_cfg={init})'
+    if spec['finetune'] == 'cosub':
+        model += ", type='cosub_mm.CosubEncoderDecoder'"
+    lines = [f'_base_ = [{osp.join(REPO, SEG_CFG)!r}]',
+             f'model = {model})',
+             f"train_cfg = dict(val_interval={max(1, spec['iters'] // 6)})",
+             f"randomness = dict(seed={spec['seed']})"]
+    for split in ('train', 'val', 'test'):
+        lines.append(f'{split}_dataloader = dict(dataset=dict('
+                     f'data_root={scenes_root!r}))')
     return '\n'.join(lines) + '\n'
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--work-dir', required=True)
-    parser.add_argument('--data-root', help='fashion scenes; generated '
-                        '(seed 0, 400/100 scenes, 64 px) when missing')
-    parser.add_argument('--cosub-ckpt')
-    parser.add_argument('--baseline-ckpt')
-    parser.add_argument('--pretrain-images', type=int, default=10000)
-    parser.add_argument('--pretrain-epochs', type=int, default=3)
-    parser.add_argument('--iters', type=int, default=300)
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0])
-    parser.add_argument('--cosub-finetune', action='store_true',
-                        help='also finetune with CosubEncoderDecoder')
-    parser.add_argument('--markdown', help='write the table here')
-    return parser.parse_args()
+def scenes_of(regime: str) -> dict:
+    return REGIMES[regime].get('scenes', SCENES)
 
 
-def main() -> None:
-    args = parse_args()
-    os.makedirs(args.work_dir, exist_ok=True)
-    data_root = args.data_root or osp.join(args.work_dir, 'fashion_scenes')
-    if not osp.isdir(osp.join(data_root, 'images')):
-        _scenes_tool().make_fashion_scenes(
-            data_root, seed=0, num_train=400, num_val=100, size=64,
-            fashion_root=osp.join(REPO, 'data', 'fashion_mnist'))
-    notes = []
-    ckpts = {}
-    for name, given in (('cosub', args.cosub_ckpt),
-                        ('baseline', args.baseline_ckpt)):
-        if given:
-            ckpts[name] = given
+class Study:
+    """The segmentation study of one regime: paths, hashes and the plan."""
+
+    def __init__(self, regime: str, work_dir: str, records_dir: str,
+                 cls_work_dir: str, cls_records_dir: str) -> None:
+        self.regime = regime
+        self.reg = REGIMES[regime]
+        self.work_dir = work_dir
+        self.records_dir = records_dir
+        self.cls_work_dir = cls_work_dir
+        self.cls_records_dir = cls_records_dir
+        self.scenes_root = osp.join(work_dir, 'fashion_scenes_' + '_'.join(
+            f'{k}{v}' for k, v in sorted(scenes_of(regime).items())))
+        self._hashes: Dict[str, str] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the classification study's records."""
+        valid, _ = cls_study.split_stale(
+            cls_study.load_records(self.cls_records_dir, self.reg['cls']),
+            self.cls_work_dir)
+        self.cls_plan = cls_study.Plan(self.reg['cls'], valid)
+
+    # -- the classifiers --------------------------------------------------
+    def cls_spec(self, init: str, seed: int) -> Optional[dict]:
+        """The classification headline run a backbone comes from."""
+        plan = self.cls_plan
+        if init == 'random':
+            return None
+        if plan.length is None:
+            raise SystemExit(
+                f"compare_seg_init: the classification regime "
+                f"{self.reg['cls']} has no headline length yet (its "
+                'convergence check is unfinished); run '
+                'tools/analysis_tools/replicate_fashion_mnist.py first')
+        make = plan.cosub if init == 'cosub' else plan.base
+        return make(plan.best, plan.length, seed)
+
+    def cls_hash(self, spec: dict) -> Optional[str]:
+        cspec = self.cls_spec(spec['init'], spec['seed'])
+        return None if cspec is None else cls_study.config_hash(
+            cspec, self.cls_work_dir)
+
+    def config_hash(self, spec: dict) -> str:
+        """Hash of the finetuning config and of its backbone's run."""
+        from cosub_mm.utils import scale_schedule
+        key = json.dumps([spec, self.cls_spec(spec['init'], spec['seed'])],
+                         sort_keys=True)
+        if key not in self._hashes:
+            text = config_text(spec, '<classifier checkpoint>', '<scenes>')
+            seg = study.resolved_hash(
+                text, osp.join(self.work_dir, '_hash',
+                               run_name(spec) + '.py'),
+                adjust=lambda cfg: scale_schedule(cfg, spec['iters']))
+            blob = json.dumps([seg, self.cls_hash(spec),
+                               scenes_of(self.regime)], sort_keys=True)
+            self._hashes[key] = hashlib.sha1(blob.encode()).hexdigest()[:16]
+        return self._hashes[key]
+
+    def checkpoint(self, spec: dict) -> Tuple[Optional[str], dict]:
+        """The backbone's checkpoint, retraining it when it is missing."""
+        cspec = self.cls_spec(spec['init'], spec['seed'])
+        if cspec is None:
+            return None, {}
+        name = cls_study.run_name(cspec)
+        record = self.cls_plan.rec(cspec)
+        if record is None:
+            raise SystemExit(f'compare_seg_init: the classification run '
+                             f"{self.reg['cls']}/{name} is not recorded "
+                             'yet; run replicate_fashion_mnist.py first')
+        note = dict(backbone_run=f"{self.reg['cls']}/{name}",
+                    backbone_test_top1=record['test_top1'])
+        run_dir = osp.join(self.cls_work_dir, cspec['regime'], name)
+        try:
+            return last_checkpoint(run_dir), note
+        except FileNotFoundError:
+            pass
+        rerun = osp.join(self.work_dir, 'classifiers')
+        redo = cls_study.execute(cspec, rerun, osp.join(rerun, 'records'),
+                                 jobs=1, echo=lambda m: None)
+        note['backbone_retrained_test_top1'] = redo['test_top1']
+        return last_checkpoint(osp.join(rerun, cspec['regime'], name)), note
+
+    def make_scenes(self) -> None:
+        stamp = osp.join(self.scenes_root, '.complete')
+        want = json.dumps(scenes_of(self.regime), sort_keys=True)
+        if osp.isfile(stamp) and open(stamp).read() == want:
+            return
+        sc = scenes_of(self.regime)
+        subprocess.run(
+            [sys.executable, osp.join(REPO, SCENES_TOOL), '--out-dir',
+             self.scenes_root, '--seed', str(sc['seed']), '--num-train',
+             str(sc['num_train']), '--num-val', str(sc['num_val']),
+             '--size', str(sc['size'])], cwd=REPO, env=tool_env(1),
+            check=True, stdout=subprocess.DEVNULL)
+        with open(stamp, 'w') as f:
+            f.write(want)
+
+    # -- records and the plan ---------------------------------------------
+    def records(self) -> Tuple[Dict[str, dict], List[str]]:
+        return study.split_stale(
+            study.load_records(self.records_dir, f'seg_{self.regime}'),
+            self.config_hash)
+
+    def plan(self, records: Dict[str, dict]) -> dict:
+        """Runnable specs in priority order, and the decided length."""
+        reg, t = self.reg, self.reg['iters']
+        out = dict(runnable=[], length=None, flat=None, checks=[])
+
+        def want(specs):
+            missing = [s for s in specs if run_name(s) not in records]
+            out['runnable'] += [s for s in missing
+                                if s not in out['runnable']]
+            return not missing
+
+        length = t
+        while True:
+            pair = [make_spec(self.regime, 'baseline', 'plain', n,
+                              reg['seeds'][0]) for n in (length, 2 * length)]
+            if not want(pair):
+                return out
+            a, b = (records[run_name(s)]['mIoU'] for s in pair)
+            out['checks'].append((length, a, b))
+            if b - a < FLAT_GAIN or length >= t * 2**reg['max_doublings']:
+                out['flat'] = b - a < FLAT_GAIN
+                break
+            length *= 2
+        out['length'] = length
+        for seed in reg['seeds']:
+            want([make_spec(self.regime, i, f, length, seed)
+                  for i, f in ARMS])
+        return out
+
+    def execute(self, spec: dict) -> dict:
+        """Finetune one arm and write its record."""
+        self.make_scenes()
+        ckpt, note = self.checkpoint(spec)
+        name = run_name(spec)
+        run_dir = osp.join(self.work_dir, spec['regime'], name)
+        os.makedirs(run_dir, exist_ok=True)
+        cfg_path = osp.join(run_dir, 'config.py')
+        with open(cfg_path, 'w') as f:
+            f.write(config_text(spec, ckpt, self.scenes_root))
+        load_start = study.machine_load()
+        wall = train_config(cfg_path, run_dir,
+                            ['--length', str(spec['iters'])], threads=1)
+        scalars = read_scalars(run_dir)
+        curve = metric_history(scalars, 'mIoU')
+        if not curve:
+            raise RuntimeError(f'compare_seg_init: no mIoU logged under '
+                               f'{run_dir}')
+        times = [t for _, t in metric_history(scalars, 'time')][1:]
+        record = dict(
+            name=name, spec=spec, config_hash=self.config_hash(spec),
+            mIoU=curve[-1][1], best_mIoU=max(v for _, v in curve),
+            aAcc=metric_history(scalars, 'aAcc')[-1][1], curve=curve,
+            s_per_iter=float(np.mean(times)) if times else None,
+            wall_s=round(wall, 1), threads=1, load_start=load_start,
+            load_end=study.machine_load(), cpus=os.cpu_count(),
+            finished=time.strftime('%Y-%m-%d %H:%M'), **note)
+        study.write_record(self.records_dir, spec['regime'], record)
+        return record
+
+
+# -------------------------------------------------------------- summary ---
+def regime_summary(st: Study, records: Dict[str, dict]
+                   ) -> Tuple[List[str], Optional[dict]]:
+    """Markdown lines and the headline numbers of one regime."""
+    plan = st.plan(records)
+    reg = st.reg
+    sc = scenes_of(st.regime)
+    lines = [f"### Backbones of the classification regime {reg['cls']}", '',
+             f"Fashion scenes: {sc['num_train']} training and "
+             f"{sc['num_val']} validation scenes of {sc['size']} px (seed "
+             f"{sc['seed']}); batch 8.", '']
+    checks = '; '.join(f'{n} → {2 * n} iterations: {a:.2f} → {b:.2f} '
+                       f'({b - a:+.2f})' for n, a, b in plan['checks'])
+    lines += ['Finetuning length (baseline-init, seed '
+              f"{reg['seeds'][0]}; doubling must gain < {FLAT_GAIN} "
+              'validation mIoU): ' + (checks or 'not run yet') + '.' +
+              (' **Still rising at the longest length tried.**'
+               if plan['flat'] is False else ''), '']
+    if plan['length'] is None:
+        return lines + all_runs(records), None
+    length = plan['length']
+    per_arm = {}
+    lines += [f'Validation mIoU after {length} iterations (mean ± std over '
+              'seeds, ddof 1):', '',
+              '| arm | seeds | mIoU (%) | per seed | aAcc (%) |',
+              '|---|---|---|---|---|']
+    for init, ft in ARMS:
+        recs = [records.get(run_name(make_spec(st.regime, init, ft, length,
+                                               s))) for s in reg['seeds']]
+        per_arm[(init, ft)] = recs
+        got = [r['mIoU'] for r in recs if r]
+        acc = [r['aAcc'] for r in recs if r]
+        per = ', '.join('-' if r is None else f"{r['mIoU']:.2f}"
+                        for r in recs)
+        lines.append(f'| {arm_label(init, ft)} | {len(got)} | '
+                     f'{study.mean_std(got) if got else "-"} | {per} | '
+                     f'{np.mean(acc):.2f} |' if got else
+                     f'| {arm_label(init, ft)} | 0 | - | {per} | - |')
+    lines.append('')
+    headline = dict(regime=st.regime, cls_regime=reg['cls'], iters=length)
+    comparisons = (('cosub_vs_baseline_init', ('cosub', 'plain'),
+                    ('baseline', 'plain')),
+                   ('cosub_init_vs_random', ('cosub', 'plain'),
+                    ('random', 'plain')),
+                   ('baseline_init_vs_random', ('baseline', 'plain'),
+                    ('random', 'plain')),
+                   ('cosub_ft_vs_plain_ft', ('cosub', 'cosub'),
+                    ('cosub', 'plain')))
+    for key, a, b in comparisons:
+        pairs = [(x['mIoU'], y['mIoU']) for x, y in
+                 zip(per_arm[a], per_arm[b]) if x and y]
+        if not pairs:
             continue
-        ckpts[name] = osp.join(args.work_dir, f'pretrain_{name}.pth')
-        res = pretrain(name == 'cosub', ckpts[name], args.pretrain_images,
-                       args.pretrain_epochs)
-        notes.append(f'{name} pretraining: {args.pretrain_images} images, '
-                     f'{args.pretrain_epochs} epochs, top-1 '
-                     f'{res["top1"]:.1f}% on the first 2,000 test images, '
-                     f'{res["seconds"]:.0f} s')
-        print(notes[-1], flush=True)
-    runs = [('cosub-pretrained', ckpts['cosub'], False),
-            ('baseline-pretrained', ckpts['baseline'], False),
-            ('random', None, False)]
-    if args.cosub_finetune:
-        runs.insert(1, ('cosub-pretrained', ckpts['cosub'], True))
-    rows = []
-    for init, ckpt, cosub_ft in runs:
-        row = dict(init=init, finetune='cosub (CosubEncoderDecoder)'
-                   if cosub_ft else 'plain', mIoU=[], aAcc=[], seconds=[])
-        for seed in args.seeds:
-            wd = osp.join(args.work_dir,
-                          f'{init}_{"cosubft" if cosub_ft else "plain"}_'
-                          f's{seed}')
-            res = finetune(data_root, wd, ckpt, args.iters, seed, cosub_ft)
-            for k in ('mIoU', 'aAcc', 'seconds'):
-                row[k].append(res[k])
-            print(f'{init:20s} {row["finetune"]:28s} seed {seed}: mIoU '
-                  f'{res["mIoU"]:.2f} aAcc {res["aAcc"]:.2f} '
-                  f'({res["seconds"]:.0f} s)', flush=True)
-        rows.append(row)
-    header = (f'Fashion scenes (400 train / 100 val, 64 px), UperNet + demo '
-              f'ViT, {args.iters} iterations x batch 8, torch threads '
-              f'{torch.get_num_threads()}.')
-    table = to_markdown(rows, header + ('\n\n' + '\n'.join(
-        f'- {n}' for n in notes) if notes else ''))
-    print(table)
-    if args.markdown:
-        with open(args.markdown, 'w') as f:
-            f.write(table)
+        iv = study.paired_interval(*zip(*pairs))
+        headline[key] = iv
+        lines.append(f'- {arm_label(*a)} − {arm_label(*b)} (paired by '
+                     f'seed, mean [95 % CI]): {study.interval_text(iv)} '
+                     f'mIoU: {study.verdict(iv, arm_label(*a))}.')
+    lines.append('')
+    return lines + all_runs(records), headline
+
+
+def all_runs(records: Dict[str, dict]) -> List[str]:
+    """Every recorded run, whatever stage it served."""
+    lines = ['All runs:', '', '| arm | iterations | seed | backbone run | '
+             'mIoU | best mIoU | s/iter |', '|---|---|---|---|---|---|---|']
+    for name in sorted(records):
+        r = records[name]
+        sp = r['spec']
+        spi = '-' if r['s_per_iter'] is None else f"{r['s_per_iter']:.2f}"
+        lines.append(f"| {arm_label(sp['init'], sp['finetune'])} | "
+                     f"{sp['iters']} | {sp['seed']} | "
+                     f"{r.get('backbone_run', '-')} | {r['mIoU']:.2f} | "
+                     f"{r['best_mIoU']:.2f} | {spi} |")
+    return lines + ['']
+
+
+def plot(curves: Dict[str, List[list]], png: str) -> None:
+    """Validation mIoU over finetuning, one line per headline run."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    colours = {arm_label(*a): f'C{i}' for i, a in enumerate(ARMS)}
+    seen = set()
+    for label, curve in curves:
+        ax.plot(*zip(*curve), color=colours[label], alpha=0.7,
+                label=None if label in seen else label)
+        seen.add(label)
+    ax.set_xlabel('iteration')
+    ax.set_ylabel('validation mIoU (%)')
+    ax.set_title('UperNet on fashion scenes, by backbone init')
+    ax.grid(alpha=0.3)
+    if seen:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(osp.dirname(osp.abspath(png)), exist_ok=True)
+    fig.savefig(png)
+    plt.close(fig)
+
+
+def summarise(studies: Sequence[Study], out_md: str,
+              title_suffix: str = '') -> dict:
+    """Write the markdown, PNG and summary JSON from the records."""
+    body, headlines, stale_all, curves = [], [], [], []
+    count, wall = 0, 0.0
+    for st in studies:
+        records, stale = st.records()
+        stale_all += [f'seg_{st.regime}/{n}' for n in stale]
+        count += len(records)
+        wall += sum(r['wall_s'] for r in records.values())
+        if not records:
+            continue
+        lines, headline = regime_summary(st, records)
+        body += lines
+        if headline:
+            headlines.append(headline)
+            for r in records.values():
+                if r['spec']['iters'] == headline['iters']:
+                    curves.append((arm_label(r['spec']['init'],
+                                             r['spec']['finetune']),
+                                   r['curve']))
+    png = osp.splitext(out_md)[0] + '.png'
+    plot(sorted(curves), png)
+    conclusion = []
+    for h in headlines:
+        for key, text in (('cosub_vs_baseline_init',
+                           'cosub-pretrained vs baseline-pretrained'),
+                          ('cosub_ft_vs_plain_ft',
+                           'cosub during finetuning vs plain finetuning')):
+            if key in h:
+                iv = h[key]
+                conclusion.append(
+                    f"- {text} ({h['cls_regime']} backbones, "
+                    f"{h['iters']} iterations): {study.interval_text(iv)} "
+                    f"mIoU over {iv['n']} seed pairs: {study.verdict(iv)}.")
+    md = ['# UperNet on fashion scenes: cosub, baseline and random init' +
+          title_suffix, '',
+          'Generated by `tools/analysis_tools/compare_seg_init.py` from the '
+          'run records in `docs/results/runs/seg_*/`; do not edit by hand.',
+          '',
+          f'Protocol: `{SEG_CFG}` (the demo\'s UperNet recipe on the '
+          "classification study's ViT) finetuned from the headline "
+          'classifiers of the classification study (cosub and baseline of '
+          'the same seed, recipe and iterations) or from random weights; '
+          'paired by seed. The finetuning length is the only choice made '
+          'on the validation scenes.', '', '**Conclusion so far**', ''] + (
+              conclusion or ['- No paired result yet: the study is at its '
+                             'first stages (see below).']) + [
+          '', f'![mIoU curves]({osp.basename(png)})', ''] + body + [
+          f'Records: {count} runs, {wall / 3600:.1f} h of training wall '
+          'time.']
+    if stale_all:
+        md += ['', '**Stale records left out** (their config or their '
+               f'backbone no longer matches the code): '
+               f'{", ".join(stale_all)}.']
+    text = '\n'.join(md) + '\n'
+    os.makedirs(osp.dirname(osp.abspath(out_md)), exist_ok=True)
+    with open(out_md, 'w') as f:
+        f.write(text)
+    summary = dict(headlines=headlines, stale=stale_all, runs=count)
+    with open(osp.splitext(out_md)[0] + '_summary.json', 'w') as f:
+        json.dump(summary, f, indent=1)
+    return summary
+
+
+# ----------------------------------------------------------------- main ---
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--regime', nargs='+', default=None,
+                        choices=sorted(REGIMES),
+                        help='default: n5000 (quick with --quick)')
+    parser.add_argument('--quick', action='store_true',
+                        help='the quick regimes of both studies, records '
+                        'under the work dir')
+    parser.add_argument('--jobs', type=int, default=2)
+    parser.add_argument('--max-hours', type=float, default=2.0)
+    parser.add_argument('--max-runs', type=int, default=None)
+    parser.add_argument('--work-dir', default='work_dirs/compare_seg_init')
+    parser.add_argument('--records-dir', default=None,
+                        help='default docs/results/runs (quick: under the '
+                        'work dir)')
+    parser.add_argument('--cls-work-dir',
+                        default='work_dirs/replicate_fashion_mnist',
+                        help="the classification study's work dir (its "
+                        'checkpoints)')
+    parser.add_argument('--cls-records-dir', default=None,
+                        help="the classification study's records (default: "
+                        '--records-dir)')
+    parser.add_argument('--out-md', default=None)
+    parser.add_argument('--summarise-only', action='store_true')
+    args = parser.parse_args(argv)
+    absolute = lambda p: p if osp.isabs(p) else osp.join(REPO, p)  # noqa
+    args.work_dir = absolute(args.work_dir)
+    args.cls_work_dir = absolute(args.cls_work_dir)
+    if args.quick:
+        args.regime = ['quick']
+        args.records_dir = args.records_dir or osp.join(args.work_dir,
+                                                        'records')
+        args.out_md = args.out_md or osp.join(args.work_dir, 'RESULTS.md')
+        args.cls_work_dir = osp.join(args.work_dir, 'classification')
+        args.cls_records_dir = osp.join(args.cls_work_dir, 'records')
+    args.regime = args.regime or ['n5000']
+    args.records_dir = absolute(args.records_dir or 'docs/results/runs')
+    args.cls_records_dir = absolute(args.cls_records_dir or
+                                    args.records_dir)
+    args.out_md = absolute(args.out_md or 'docs/results/fashion_scenes.md')
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    args = parse_args(argv)
+    if args.quick and not args.summarise_only:
+        # the quick classification study first: its headline runs are the
+        # backbones
+        cls_study.main(['--quick', '--work-dir', args.cls_work_dir])
+    studies = [Study(r, args.work_dir, args.records_dir, args.cls_work_dir,
+                     args.cls_records_dir) for r in args.regime]
+    if not args.summarise_only:
+        check_fashion_mnist(osp.join(REPO, cls_study.DATA_ROOT))
+        by_name = {}
+
+        def todo():
+            out = []
+            for st in studies:
+                for spec in st.plan(st.records()[0])['runnable']:
+                    key = f"{spec['regime']}/{run_name(spec)}"
+                    by_name[key] = st
+                    out.append((key, spec))
+            return out
+
+        study.run_pool(
+            todo, lambda spec: by_name[
+                f"{spec['regime']}/{run_name(spec)}"].execute(spec),
+            args.jobs, args.max_hours, args.max_runs,
+            log=lambda m: print(m, flush=True))
+    summary = summarise(studies, args.out_md,
+                        ' (quick smoke run)' if args.quick else '')
+    with open(args.out_md) as f:
+        print(f.read())
+    return summary
 
 
 if __name__ == '__main__':

@@ -32,22 +32,24 @@ Usage:
     python tools/analysis_tools/replicate_fashion_mnist.py --quick  # minutes
 """
 import argparse
-import hashlib
+import functools
 import json
 import os
 import os.path as osp
-import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from cosub_mm import study
 from cosub_mm.runs import (REPO, check_fashion_mnist, metric_history,
                            read_scalars, train_config)
+from cosub_mm.study import (ARCHIVE, archived, interval_text,  # noqa: F401
+                            load_records, machine_load, mean_std,
+                            paired_interval, write_record)
 
-COSUB_CFG = 'configs/demo/cosub_vit-6l-96d-p7_1xb256-adamw-700i_fashion-mnist.py'
-BASE_CFG = 'configs/demo/vit-6l-96d-p7_1xb256-adamw-700i_fashion-mnist.py'
+COSUB_CFG = 'configs/study/cosub_vit-6l-64d-p7_1xb128-adamw_fashion-mnist.py'
+BASE_CFG = 'configs/study/vit-6l-64d-p7_1xb128-adamw_fashion-mnist.py'
 DATA_ROOT = 'data/fashion_mnist'
 NUM_TRAIN_SPLIT = 60000
 CONVERGED_GAIN = 0.5  # validation points gained by doubling the length
@@ -62,9 +64,11 @@ COSUB_KNOBS = (dict(drop='other'), dict(lam=0.25), dict(lam=0.75),
 
 REGIMES: Dict[str, dict] = {
     # num_train: the first N training images; val: the last num_val.
-    'n5000': dict(num_train=5000, num_val=5000, iters=1000,
+    'n1000': dict(num_train=1000, num_val=5000, iters=1000,
                   seeds=(0, 1, 2, 3, 4), grid=GRID, knobs=COSUB_KNOBS),
-    'n55000': dict(num_train=55000, num_val=5000, iters=2000,
+    'n5000': dict(num_train=5000, num_val=5000, iters=2000,
+                  seeds=(0, 1, 2, 3, 4), grid=GRID, knobs=COSUB_KNOBS),
+    'n55000': dict(num_train=55000, num_val=5000, iters=4000,
                    seeds=(0, 1, 2), grid=GRID[:3], knobs=COSUB_KNOBS[:1]),
     # A smoke run of every stage in a few minutes.
     'quick': dict(num_train=1000, num_val=500, iters=20, seeds=(0, 1),
@@ -74,6 +78,21 @@ REGIMES: Dict[str, dict] = {
 
 
 # ---------------------------------------------------------------- runs ----
+@functools.lru_cache(maxsize=None)
+def protocol() -> dict:
+    """What both arms share, read from the baseline config."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO, BASE_CFG))
+    bb = cfg.model.backbone
+    return dict(batch=cfg.train_dataloader.batch_size,
+                patch=bb.patch_size, **bb.arch)
+
+
+def epochs(iters: int, num_train: int) -> float:
+    """Passes over the training subset in ``iters`` iterations."""
+    return iters * protocol()['batch'] / num_train
+
+
 def make_spec(regime: str, arm: str, lr: float, wd: float, drop: float,
               iters: int, seed: int, lam: float = 0.5,
               loss: str = 'ce') -> dict:
@@ -123,30 +142,16 @@ def config_text(spec: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
-_HASH_LOCK = threading.Lock()
-
-
 def config_hash(spec: dict, work_dir: str) -> str:
     """Hash of the resolved config the current code trains for ``spec``.
 
     The seed is left out (it is in the spec), so paired runs of one recipe
     share a hash; anything else that changes the run changes it.
     """
-    from mmengine.config import Config
-
     from cosub_mm.utils import scale_schedule
-    path = osp.join(work_dir, '_hash', run_name(spec) + '.py')
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    with _HASH_LOCK:
-        with open(path, 'w') as f:
-            f.write(config_text(spec))
-        cfg = Config.fromfile(path)
-    scale_schedule(cfg, spec['iters'])
-    resolved = cfg.to_dict()
-    for key in ('randomness', 'work_dir'):
-        resolved.pop(key, None)
-    blob = json.dumps(resolved, sort_keys=True, default=repr)
-    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+    return study.resolved_hash(
+        config_text(spec), osp.join(work_dir, '_hash', run_name(spec) + '.py'),
+        adjust=lambda cfg: scale_schedule(cfg, spec['iters']))
 
 
 def val_curve(record: dict) -> List[Tuple[int, float]]:
@@ -161,14 +166,6 @@ def val_curve(record: dict) -> List[Tuple[int, float]]:
         every = max(1, record['spec']['iters'] // 10)
         curve = [((i + 1) * every, v) for i, (_, v) in enumerate(curve)]
     return curve
-
-
-def machine_load() -> List[float]:
-    """1, 5 and 15 min load averages (0s where the OS has none)."""
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return [0.0, 0.0, 0.0]
 
 
 def execute(spec: dict, work_dir: str, records_dir: str,
@@ -193,53 +190,24 @@ def execute(spec: dict, work_dir: str, records_dir: str,
     record = dict(
         name=name, spec=spec, config_hash=config_hash(spec, work_dir),
         num_train=reg['num_train'],
-        epochs=round(spec['iters'] * 256 / reg['num_train'], 2),
+        epochs=round(epochs(spec['iters'], reg['num_train']), 2),
         val_top1=val[-1][1], best_val_top1=max(v for _, v in val),
         val_curve=val, test_top1=float(test),
         s_per_iter=float(np.mean(times)) if times else None,
         wall_s=round(wall, 1), threads=1, jobs=jobs,
         load_start=load_start, load_end=machine_load(),
         cpus=os.cpu_count(), finished=time.strftime('%Y-%m-%d %H:%M'))
-    path = osp.join(records_dir, spec['regime'], name + '.json')
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(record, f, indent=1)
-    os.replace(tmp, path)
+    write_record(records_dir, spec['regime'], record)
     echo(f'{name}: val {record["val_top1"]:.2f} test {test:.2f} '
          f'({wall:.0f} s)')
     return record
 
 
 # ------------------------------------------------------------- records ----
-def load_records(records_dir: str, regime: str) -> List[dict]:
-    """Every record of a regime (stale ones included)."""
-    folder = osp.join(records_dir, regime)
-    if not osp.isdir(folder):
-        return []
-    out = []
-    for fn in sorted(os.listdir(folder)):
-        if fn.endswith('.json'):
-            path = osp.join(folder, fn)
-            try:
-                with open(path) as f:
-                    out.append(json.load(f))
-            except (OSError, ValueError) as e:
-                raise SystemExit(f'run record {path} is unreadable ({e}); '
-                                 'move it away to rerun that run') from e
-    return out
-
-
 def split_stale(records: List[dict], work_dir: str
                 ) -> Tuple[Dict[str, dict], List[str]]:
     """Valid records by name, and the names of the stale ones."""
-    valid, stale = {}, []
-    for rec in records:
-        if config_hash(rec['spec'], work_dir) == rec['config_hash']:
-            valid[rec['name']] = rec
-        else:
-            stale.append(rec['name'])
-    return valid, stale
+    return study.split_stale(records, lambda sp: config_hash(sp, work_dir))
 
 
 class Plan:
@@ -333,46 +301,6 @@ class Plan:
             self.base(self.best, self.equal_iters, seed))])
 
 
-# ----------------------------------------------------------- statistics ---
-def paired_interval(a: Sequence[float], b: Sequence[float],
-                    confidence: float = 0.95) -> dict:
-    """Mean of ``a - b`` over pairs with a t-distribution interval.
-
-    Args:
-        a, b (Sequence[float]): Paired values (same seed at one index).
-        confidence (float): Coverage of the interval.
-
-    Returns:
-        dict: ``n``, ``mean``, ``std`` (ddof 1), ``low``, ``high`` (None
-        for fewer than two pairs).
-    """
-    from scipy import stats
-    d = np.asarray(a, float) - np.asarray(b, float)
-    if d.size == 0:
-        raise ValueError('paired_interval: no pairs')
-    out = dict(n=int(d.size), mean=float(d.mean()), std=None, low=None,
-               high=None)
-    if d.size > 1:
-        std = float(d.std(ddof=1))
-        half = float(stats.t.ppf(0.5 + confidence / 2, d.size - 1)) * \
-            std / np.sqrt(d.size)
-        out.update(std=std, low=out['mean'] - half, high=out['mean'] + half)
-    return out
-
-
-def mean_std(values: Sequence[float]) -> str:
-    """``mean ± std`` (ddof 1) of values, two decimals."""
-    values = np.asarray(values, float)
-    std = values.std(ddof=1) if values.size > 1 else 0.0
-    return f'{values.mean():.2f} ± {std:.2f}'
-
-
-def _interval_text(iv: dict) -> str:
-    if iv['low'] is None:
-        return f"{iv['mean']:+.2f} (1 pair, no interval)"
-    return f"{iv['mean']:+.2f} [{iv['low']:+.2f}, {iv['high']:+.2f}]"
-
-
 # -------------------------------------------------------------- summary ---
 def regime_summary(plan: Plan) -> Tuple[List[str], Optional[dict]]:
     """Markdown lines and the headline numbers of one regime."""
@@ -380,7 +308,7 @@ def regime_summary(plan: Plan) -> Tuple[List[str], Optional[dict]]:
     lines = [f"### {plan.regime}: {reg['num_train']:,} training images", '']
     sweep = [(g, plan.rec(plan.base(g, t, 0))) for g in reg['grid']]
     lines += ['Baseline sweep (seed 0, '
-              f'{t} iterations = {t * 256 / reg["num_train"]:.0f} epochs; '
+              f'{t} iterations = {epochs(t, reg["num_train"]):.0f} epochs; '
               'chosen on validation):', '',
               '| lr | weight decay | drop rate | val top-1 | test top-1 |',
               '|---|---|---|---|---|']
@@ -426,7 +354,7 @@ def regime_summary(plan: Plan) -> Tuple[List[str], Optional[dict]]:
     rows = [('cosub', plan.length, cos), ('baseline', plan.length, bas),
             ('baseline, equal compute', plan.equal_iters, eq)]
     lines += [f'Headline (same recipe, {plan.length} iterations = '
-              f'{plan.length * 256 / reg["num_train"]:.0f} epochs; test top-1 '
+              f'{epochs(plan.length, reg["num_train"]):.0f} epochs; test top-1 '
               'on the test images, once per run):', '',
               '| arm | iterations | seeds | test top-1 (%) | per seed |',
               '|---|---|---|---|---|']
@@ -448,7 +376,7 @@ def regime_summary(plan: Plan) -> Tuple[List[str], Optional[dict]]:
             headline[key] = iv
             lines.append(f'- cosub − baseline, {key.replace("_", " ")} '
                          f'(paired by seed, mean [95 % CI]): '
-                         f'{_interval_text(iv)} points.')
+                         f'{interval_text(iv)} points.')
     got_c = [r['test_top1'] for r in cos if r]
     got_b = [r['test_top1'] for r in bas if r]
     if got_c and got_b:
@@ -508,20 +436,13 @@ def conclusion(headlines: List[dict]) -> List[str]:
         iv = h.get('equal_iterations')
         if not iv:
             continue
-        if iv['low'] is None:
-            verdict = 'one pair only: no conclusion yet'
-        elif iv['low'] > 0:
-            verdict = 'cosub wins (the interval excludes 0)'
-        elif iv['high'] < 0:
-            verdict = 'cosub loses (the interval excludes 0)'
-        else:
-            verdict = 'no significant difference (the interval contains 0)'
+        verdict = study.verdict(iv)
         line = (f"- {h['num_train']:,} images, equal iterations: "
-                f"{_interval_text(iv)} points over {iv['n']} seed pairs: "
+                f"{interval_text(iv)} points over {iv['n']} seed pairs: "
                 f'{verdict}.')
         ivc = h.get('equal_compute')
         if ivc:
-            line += (f" Equal compute: {_interval_text(ivc)} over "
+            line += (f" Equal compute: {interval_text(ivc)} over "
                      f"{ivc['n']} pairs.")
         out.append(line)
     return out or ['- No regime has a paired cosub/baseline result yet: '
@@ -576,6 +497,15 @@ def plot(plans: List[Plan], png: str) -> None:
     plt.close(fig)
 
 
+def machines(plans: List[Plan]) -> str:
+    """How the recorded runs shared their machines, from the records."""
+    kinds = sorted({(r.get('threads'), r.get('jobs'), r.get('cpus'))
+                    for p in plans for r in p.records.values()},
+                   key=repr)
+    return '; '.join(f'{t} thread(s) per run, {j} run(s) at a time on '
+                     f'{c} CPUs' for t, j, c in kinds) or 'no runs'
+
+
 def summarise(regimes: Sequence[str], records_dir: str, work_dir: str,
               out_md: str, title_suffix: str = '') -> dict:
     """Write the markdown, PNG and summary JSON from the records."""
@@ -599,12 +529,16 @@ def summarise(regimes: Sequence[str], records_dir: str, work_dir: str,
     png = osp.splitext(out_md)[0] + '.png'
     plot(plans, png)
     loads = [r['load_end'][0] for p in plans for r in p.records.values()]
+    pr = protocol()
     md = [
         '# Cosub vs baseline on Fashion-MNIST' + title_suffix, '',
         'Generated by `tools/analysis_tools/replicate_fashion_mnist.py` from '
         'the run records in `docs/results/runs/`; do not edit by hand.', '',
-        'Protocol: the demo ViT (patch 7, width 96, 6 blocks, 3 heads, MLP '
-        '192, class token), batch 256, AdamW, 10 % linear warmup + cosine, '
+        f'Protocol (`{BASE_CFG}` and its cosub twin): a ViT (patch '
+        f"{pr['patch']}, width {pr['embed_dims']}, {pr['num_layers']} "
+        f"blocks, {pr['num_heads']} heads, MLP {pr['feedforward_channels']}, "
+        f"class token), batch {pr['batch']}, AdamW, 10 % linear warmup + "
+        'cosine, '
         'reflect-pad 2 + random crop + flip, uniform stochastic depth, '
         "softmax cross-entropy (cosub: `loss_type='ce'`, λ 0.5, k = 2). "
         'Every choice (both arms) is made on a validation split held out '
@@ -616,13 +550,17 @@ def summarise(regimes: Sequence[str], records_dir: str, work_dir: str,
         '', f'![cosub vs baseline]({osp.basename(png)})', '',
     ] + body + [
         f'Records: {count} runs, {wall / 3600:.1f} h of training wall time '
-        '(one thread per run, two runs at a time on a 2-core machine; '
-        f'1-min load at the runs\' ends {min(loads, default=0):.1f}–'
-        f'{max(loads, default=0):.1f}).',
+        f'({machines(plans)}; 1-min load at the runs\' ends '
+        f'{min(loads, default=0):.1f}–{max(loads, default=0):.1f}).',
     ]
     if stale_all:
         md += ['', f'**Stale records left out** (their config no longer '
                f'matches the code): {", ".join(stale_all)}.']
+    old = archived(records_dir)
+    if old:
+        md += ['', 'Records of earlier protocols, kept and left out: ' +
+               '; '.join(f'`{name}/` ({n} runs)' for name, n in old) +
+               ' (each folder says what it held).']
     text = '\n'.join(md) + '\n'
     os.makedirs(osp.dirname(osp.abspath(out_md)), exist_ok=True)
     with open(out_md, 'w') as f:
@@ -640,7 +578,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--regime', nargs='+', default=None,
                         choices=sorted(REGIMES),
                         help='regimes to train (default: none with '
-                        '--summarise-only, n5000 otherwise)')
+                        '--summarise-only, n1000 and n5000 otherwise)')
     parser.add_argument('--quick', action='store_true',
                         help='the quick regime, records under the work dir')
     parser.add_argument('--jobs', type=int, default=2,
@@ -673,44 +611,28 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def train(regimes: Sequence[str], args: argparse.Namespace) -> None:
     """Run what the records still lack, ``args.jobs`` at a time."""
     check_fashion_mnist(osp.join(REPO, DATA_ROOT))
-    start = time.time()
-    started = 0
-    running: Dict[object, str] = {}
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        while True:
-            budget_left = (time.time() - start < args.max_hours * 3600 and
-                           (args.max_runs is None or started < args.max_runs))
-            todo = []
-            if budget_left:
-                for regime in regimes:
-                    valid, _ = split_stale(
-                        load_records(args.records_dir, regime), args.work_dir)
-                    todo += Plan(regime, valid).runnable
-            busy = set(running.values())
-            todo = [s for s in todo if run_name(s) not in busy]
-            while todo and len(running) < args.jobs and budget_left:
-                spec = todo.pop(0)
-                print(f'[{time.time() - start:6.0f} s] start '
-                      f'{spec["regime"]}/{run_name(spec)}', flush=True)
-                fut = pool.submit(execute, spec, args.work_dir,
-                                  args.records_dir, args.jobs,
-                                  lambda s: print(f'[{time.time() - start:6.0f}'
-                                                  f' s] done {s}', flush=True))
-                running[fut] = run_name(spec)
-                started += 1
-                budget_left = args.max_runs is None or started < args.max_runs
-            if not running:
-                break
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for fut in done:
-                running.pop(fut)
-                fut.result()
+
+    def todo() -> List[Tuple[str, dict]]:
+        specs = []
+        for regime in regimes:
+            valid, _ = split_stale(load_records(args.records_dir, regime),
+                                   args.work_dir)
+            specs += Plan(regime, valid).runnable
+        return [(f"{s['regime']}/{run_name(s)}", s) for s in specs]
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    study.run_pool(
+        todo, lambda spec: execute(spec, args.work_dir, args.records_dir,
+                                   args.jobs, echo=log),
+        args.jobs, args.max_hours, args.max_runs, log=log)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
     if not args.summarise_only:
-        train(args.regime or ['n5000'], args)
+        train(args.regime or ['n1000', 'n5000'], args)
     regimes = args.regime if args.quick else [
         r for r in REGIMES if r != 'quick']
     summary = summarise(regimes, args.records_dir, args.work_dir,

@@ -1,0 +1,166 @@
+"""tools/analysis_tools/compare_seg_init.py: the plan, hashes tied to the
+backbone's run, the generated summary (synthetic records), and one real
+finetuning step from a classifier of the classification study's config."""
+import json
+import os.path as osp
+import sys
+
+import pytest
+from mmengine.config import Config
+
+from conftest import REPO
+
+sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
+import compare_seg_init as seg  # noqa: E402
+import replicate_fashion_mnist as rep  # noqa: E402
+
+from cosub_mm import study  # noqa: E402
+
+
+def _cls_records(records_dir, work_dir):
+    """A decided quick classification plan: sweep, convergence, pair 0."""
+    reg = rep.REGIMES['quick']
+    t, grid = reg['iters'], reg['grid']
+    plan = rep.Plan('quick', {})
+    specs = [plan.base(grid[0], t, 0), plan.base(grid[1], t, 0),
+             plan.base(grid[0], 2 * t, 0)]
+    specs += [plan.cosub(grid[0], t, s) for s in (0, 1)]
+    specs += [plan.base(grid[0], t, 1)]
+    for sp in specs:
+        rec = dict(name=rep.run_name(sp), spec=sp,
+                   config_hash=rep.config_hash(sp, work_dir),
+                   val_top1=70.0 if sp['lr'] == grid[0][0] else 60.0,
+                   test_top1=70.0, s_per_iter=0.5, wall_s=1.0,
+                   val_curve=[[sp['iters'], 70.0]], load_end=[0, 0, 0])
+        study.write_record(records_dir, 'quick', rec)
+    return grid[0], t
+
+
+@pytest.fixture
+def quick_study(tmp_path):
+    cls_rd, cls_wd = str(tmp_path / 'cls_records'), str(tmp_path / 'cls')
+    best, t = _cls_records(cls_rd, cls_wd)
+    st = seg.Study('quick', str(tmp_path / 'seg'), str(tmp_path / 'recs'),
+                   cls_wd, cls_rd)
+    assert st.cls_plan.best == best and st.cls_plan.length == t
+    return st
+
+
+def _seg_record(st, spec, miou):
+    return dict(name=seg.run_name(spec), spec=spec,
+                config_hash=st.config_hash(spec), mIoU=miou,
+                best_mIoU=miou, aAcc=90.0, curve=[[spec['iters'], miou]],
+                s_per_iter=0.3, wall_s=10.0)
+
+
+def test_backbones_are_the_classification_headline_of_each_seed(
+        quick_study):
+    st = quick_study
+    cos = st.cls_spec('cosub', 1)
+    assert cos['arm'] == 'cosub' and cos['seed'] == 1
+    assert cos['iters'] == st.cls_plan.length
+    assert st.cls_spec('baseline', 1)['arm'] == 'baseline'
+    assert st.cls_spec('random', 1) is None
+
+
+def test_plan_checks_the_length_then_runs_every_arm(quick_study):
+    st = quick_study
+    t = st.reg['iters']
+    plan = st.plan({})
+    assert [seg.run_name(s) for s in plan['runnable']] == [
+        seg.run_name(seg.make_spec('quick', 'baseline', 'plain', n, 0))
+        for n in (t, 2 * t)]
+    records = {}
+    for n, miou in ((t, 30.0), (2 * t, 30.2)):  # +0.2: flat
+        sp = seg.make_spec('quick', 'baseline', 'plain', n, 0)
+        records[seg.run_name(sp)] = _seg_record(st, sp, miou)
+    plan = st.plan(records)
+    assert plan['length'] == t and plan['flat'] is True
+    want = {seg.run_name(seg.make_spec('quick', i, f, t, s))
+            for s in st.reg['seeds'] for i, f in seg.ARMS}
+    assert {seg.run_name(s) for s in plan['runnable']} == want - set(records)
+
+
+def test_hash_follows_the_backbone_run_and_the_recipe(quick_study,
+                                                      tmp_path):
+    st = quick_study
+    sp = seg.make_spec('quick', 'cosub', 'plain', 10, 0)
+    h = st.config_hash(sp)
+    assert st.config_hash(dict(sp, seed=1)) == h  # seed left out
+    assert st.config_hash(dict(sp, finetune='cosub')) != h
+    assert st.config_hash(dict(sp, iters=20)) != h
+    # a different classification recipe (another chosen lr) changes it
+    st.cls_plan.best = rep.REGIMES['quick']['grid'][1]
+    assert st.config_hash(sp) != h
+
+
+def test_config_text_sets_init_and_cosub_finetuning(tmp_path):
+    sp = seg.make_spec('quick', 'cosub', 'cosub', 10, 3)
+    path = tmp_path / 'c.py'
+    path.write_text(seg.config_text(sp, '/x/iter_20.pth', '/scenes'))
+    cfg = Config.fromfile(str(path))
+    assert cfg.model.type == 'cosub_mm.CosubEncoderDecoder'
+    assert cfg.model.backbone.init_cfg == dict(
+        type='Pretrained', checkpoint='/x/iter_20.pth', prefix='backbone.')
+    assert cfg.train_dataloader.dataset.data_root == '/scenes'
+    assert cfg.randomness.seed == 3
+    assert cfg.model.backbone.arch['embed_dims'] == 64
+    rand = seg.make_spec('quick', 'random', 'plain', 10, 0)
+    path.write_text(seg.config_text(rand, None, '/scenes'))
+    cfg = Config.fromfile(str(path))
+    assert cfg.model.backbone.init_cfg is None
+    assert cfg.model.type == 'cosub_mm.LayerDecayEncoderDecoder'
+
+
+def test_summary_pairs_arms_by_seed(quick_study, tmp_path):
+    st = quick_study
+    t = st.reg['iters']
+    values = {('cosub', 'plain'): [40.0, 42.0],
+              ('baseline', 'plain'): [39.0, 40.5],
+              ('random', 'plain'): [30.0, 31.0],
+              ('cosub', 'cosub'): [41.0, 41.5]}
+    recs = [_seg_record(st, seg.make_spec('quick', 'baseline', 'plain',
+                                          2 * t, 0), 39.2)]
+    for (init, ft), ms in values.items():
+        for seed, m in zip(st.reg['seeds'], ms):
+            recs.append(_seg_record(
+                st, seg.make_spec('quick', init, ft, t, seed), m))
+    stale = dict(recs[1], name='old', config_hash='0' * 16)
+    for rec in recs + [stale]:
+        study.write_record(st.records_dir, 'seg_quick', rec)
+    out = str(tmp_path / 'out' / 'scenes.md')
+    summary = seg.summarise([st], out)
+    md = open(out).read()
+    iv = study.paired_interval(values[('cosub', 'plain')],
+                               values[('baseline', 'plain')])
+    assert summary['headlines'][0]['cosub_vs_baseline_init'] == iv
+    assert study.interval_text(iv) in md
+    ft = study.paired_interval(values[('cosub', 'cosub')],
+                               values[('cosub', 'plain')])
+    assert summary['headlines'][0]['cosub_ft_vs_plain_ft'] == ft
+    assert f"| cosub-init | 2 | {study.mean_std([40.0, 42.0])} |" in md
+    assert 'seg_quick/old' in md
+    assert osp.isfile(str(tmp_path / 'out' / 'scenes.png'))
+    with open(str(tmp_path / 'out' / 'scenes_summary.json')) as f:
+        assert json.load(f)['runs'] == len(recs)
+
+
+def test_missing_classification_headline_is_a_clear_error(tmp_path):
+    st = seg.Study('quick', str(tmp_path / 's'), str(tmp_path / 'r'),
+                   str(tmp_path / 'c'), str(tmp_path / 'cr'))
+    with pytest.raises(SystemExit, match='replicate_fashion_mnist'):
+        st.cls_spec('cosub', 0)
+
+
+def test_execute_finetunes_through_train_py_and_records(quick_study):
+    """One real run (random init, 2 iterations, the quick scene set)."""
+    st = quick_study
+    spec = seg.make_spec('quick', 'random', 'plain', 2, 0)
+    rec = st.execute(spec)
+    path = osp.join(st.records_dir, 'seg_quick', seg.run_name(spec) + '.json')
+    with open(path) as f:
+        assert json.load(f) == json.loads(json.dumps(rec))
+    assert rec['config_hash'] == st.config_hash(spec)
+    assert 0.0 <= rec['mIoU'] <= 100.0 and rec['curve'][-1][0] == 2
+    valid, stale = st.records()
+    assert list(valid) == [rec['name']] and not stale
