@@ -173,11 +173,16 @@ def test_without_authors_init_mmpretrain_init_is_unchanged():
         assert torch.equal(value, expected[name]), name
 
 
-def test_authors_init_needs_a_deit3():
+def test_authors_init_leaves_a_model_without_deit3_alone():
+    # e.g. a config inheriting a DeiT III recipe with another backbone
     from mmengine.model import initialize
-    with pytest.raises(ValueError, match='no mmpretrain DeiT3'):
-        initialize(nn.Sequential(nn.Linear(4, 4)),
-                   dict(type='cosub_mm.DeiT3AuthorsInit'))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.warns(UserWarning, match='no mmpretrain DeiT3'):
+        initialize(model, dict(type='cosub_mm.DeiT3AuthorsInit'))
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
 
 
 def test_authors_init_fix_is_guarded_and_applied_once():
