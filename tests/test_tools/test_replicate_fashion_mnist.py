@@ -11,6 +11,7 @@ from mmengine.config import Config
 from scipy import stats
 
 from conftest import REPO
+from cosub_mm import study
 
 sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
 import replicate_fashion_mnist as rep  # noqa: E402
@@ -131,6 +132,14 @@ def test_plan_stages_follow_the_records(tmp_path):
     add(plan.cosub(grid[1], t, 0), 73.0, 62.0, s_per_iter=0.8)
     plan = rep.Plan('quick', records)
     assert plan.length == t and plan.converged is True
+    # equal compute waits for the side-by-side step cost, not the runs'
+    # own wall time (0.8 / 0.5 here, measured at different loads)
+    assert plan.needs_step_cost == grid[1][2]
+    assert plan.equal_iters is None
+    assert all(s['iters'] == t for s in plan.runnable)
+    cost = {grid[1][2]: dict(name='dp0.1', ratio=1.6)}
+    plan = rep.Plan('quick', records, cost)
+    assert plan.needs_step_cost is None
     assert plan.compute_ratio == pytest.approx(1.6)
     assert plan.equal_iters == 32  # round(20 * 1.6)
     names = [rep.run_name(s) for s in plan.runnable]
@@ -235,3 +244,19 @@ def test_epochs_follow_the_study_batch_size():
     batch = Config.fromfile(osp.join(REPO, rep.BASE_CFG)) \
         .train_dataloader.batch_size
     assert rep.epochs(1000, 5000) == pytest.approx(1000 * batch / 5000)
+
+
+def test_step_cost_is_measured_side_by_side_and_recorded(tmp_path):
+    wd, rd = str(tmp_path / 'work'), str(tmp_path / 'records')
+    rec = rep.record_step_cost(0.1, rd, wd, steps=2)
+    # cosub trains each image twice: a step costs more, data does not
+    assert rec['cosub_s'] > rec['baseline_s'] > 0 and rec['data_s'] > 0
+    assert rec['ratio'] == pytest.approx(
+        (rec['data_s'] + rec['cosub_s']) / (rec['data_s'] + rec['baseline_s']))
+    assert 1.0 < rec['ratio'] < 2.5
+    assert rep.load_step_costs(rd, wd) == {0.1: rec}
+    # another drop rate is another config: its record does not answer
+    assert rep.step_cost_hash(0.2, wd) != rec['config_hash']
+    stale = dict(rec, config_hash='0' * 16)
+    study.write_record(rd, rep.STEP_COST_DIR, stale)
+    assert rep.load_step_costs(rd, wd) == {}

@@ -14,7 +14,8 @@ depends on are recorded):
 3. the headline: cosub with the same recipe and the baseline, paired by
    seed (same initialisation and data order);
 4. equal compute: the baseline trained for as many more iterations as a
-   cosub step costs more (measured on the seed-0 pair);
+   cosub iteration costs more, measured side by side in one process (a
+   record under ``docs/results/runs/step_cost/``);
 5. a one-seed sweep of cosub's own knobs (drop rate, λ, BCE).
 
 Each finished run writes one JSON record under ``docs/results/runs/``
@@ -33,6 +34,7 @@ Usage:
 """
 import argparse
 import functools
+import hashlib
 import json
 import os
 import os.path as osp
@@ -210,6 +212,98 @@ def split_stale(records: List[dict], work_dir: str
     return study.split_stale(records, lambda sp: config_hash(sp, work_dir))
 
 
+# ------------------------------------------------------------ step cost ---
+STEP_COST_DIR = 'step_cost'
+
+
+def step_cost_hash(drop: float, work_dir: str) -> str:
+    """Hash of the two arms' configs at drop rate ``drop``."""
+    text = ''.join(f'# {arm}\n' + study.resolved_hash(
+        f'_base_ = [{osp.join(REPO, cfg)!r}]\n'
+        f'model = dict(backbone=dict(drop_path_rate={drop!r}))\n',
+        osp.join(work_dir, '_hash', f'step_cost_{arm}_dp{drop:g}.py'))
+        for arm, cfg in (('baseline', BASE_CFG), ('cosub', COSUB_CFG)))
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def load_step_costs(records_dir: str, work_dir: str) -> Dict[float, dict]:
+    """Valid step-cost records by drop rate (stale ones left out)."""
+    valid, _ = study.split_stale(
+        study.load_records(records_dir, STEP_COST_DIR),
+        lambda spec: step_cost_hash(spec['drop'], work_dir))
+    return {r['spec']['drop']: r for r in valid.values()}
+
+
+def measure_step_cost(drop: float, steps: int = 30,
+                      warmup: int = 3) -> dict:
+    """A cosub iteration's cost over a baseline one, measured side by side.
+
+    Both arms' models (the study configs at drop rate ``drop``, uniform)
+    train on the same real batches in one process with one thread,
+    alternating step by step, so a load on the machine weighs on both alike
+    (the wall time of runs trained at different times does not). The data
+    pipeline's time per batch, the same for both arms, is added to both.
+
+    Returns:
+        dict: ``ratio`` = (data + cosub step) / (data + baseline step) of
+        the medians, and the medians themselves in seconds.
+    """
+    import torch
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import Runner
+    from mmpretrain.registry import MODELS
+
+    from cosub_mm.models.drop_path import set_drop_path_rates
+    torch.set_num_threads(1)
+    init_default_scope('mmpretrain')
+    arms = {}
+    for arm, path in (('baseline', BASE_CFG), ('cosub', COSUB_CFG)):
+        cfg = Config.fromfile(osp.join(REPO, path))
+        model_cfg = cfg.model.copy()
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+        torch.manual_seed(0)
+        model = MODELS.build(model_cfg)
+        model.init_weights()
+        set_drop_path_rates(model.backbone, drop, 'uniform')
+        model.train()
+        arms[arm] = (model, build_optim_wrapper(model, cfg.optim_wrapper))
+    loader_cfg = cfg.train_dataloader.copy()
+    loader_cfg.dataset.data_root = osp.join(REPO, DATA_ROOT)
+    batches = iter(Runner.build_dataloader(loader_cfg, seed=0))
+    times = {'data': [], 'baseline': [], 'cosub': []}
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        batch = next(batches)
+        times['data'].append(time.perf_counter() - start)
+        order = ('baseline', 'cosub') if i % 2 else ('cosub', 'baseline')
+        for arm in order:
+            model, optim = arms[arm]
+            start = time.perf_counter()
+            model.train_step(batch, optim)
+            times[arm].append(time.perf_counter() - start)
+    med = {k: float(np.median(v[warmup:])) for k, v in times.items()}
+    return dict(ratio=(med['data'] + med['cosub']) /
+                (med['data'] + med['baseline']), data_s=med['data'],
+                baseline_s=med['baseline'], cosub_s=med['cosub'],
+                steps=steps)
+
+
+def record_step_cost(drop: float, records_dir: str, work_dir: str,
+                     steps: int = 30) -> dict:
+    """Measure the step cost at ``drop`` and write its record."""
+    load_start = machine_load()
+    cost = measure_step_cost(drop, steps)
+    record = dict(name=f'dp{drop:g}', spec=dict(drop=drop),
+                  config_hash=step_cost_hash(drop, work_dir), **cost,
+                  threads=1, load_start=load_start, load_end=machine_load(),
+                  cpus=os.cpu_count(),
+                  finished=time.strftime('%Y-%m-%d %H:%M'))
+    write_record(records_dir, STEP_COST_DIR, record)
+    return record
+
+
 class Plan:
     """The runs of a regime, derived from the records that exist.
 
@@ -218,10 +312,14 @@ class Plan:
     length and equal-compute length follow from the records.
     """
 
-    def __init__(self, regime: str, records: Dict[str, dict]) -> None:
+    def __init__(self, regime: str, records: Dict[str, dict],
+                 step_costs: Optional[Dict[float, dict]] = None) -> None:
         self.regime = regime
         self.reg = REGIMES[regime]
         self.records = records
+        self.step_costs = step_costs or {}
+        #: the drop rate whose step cost the equal-compute stage waits for
+        self.needs_step_cost: Optional[float] = None
         self.runnable: List[dict] = []
         self.best: Optional[tuple] = None
         self.length: Optional[int] = None
@@ -283,22 +381,26 @@ class Plan:
                  self.base(self.best, length, seeds[0])]
         if not self._want(pair0):
             return
-        cos, bas = (self.rec(s) for s in pair0)
-        self.compute_ratio = cos['s_per_iter'] / bas['s_per_iter']
-        step = max(1, length // 20)
-        self.equal_iters = int(round(length * self.compute_ratio / step)) * step
+        cost = self.step_costs.get(self.best[2])
+        if cost is None:
+            self.needs_step_cost = self.best[2]
+        else:
+            self.compute_ratio = cost['ratio']
+            step = max(1, length // 20)
+            self.equal_iters = int(round(
+                length * self.compute_ratio / step)) * step
+        equal = ((lambda seed: [self.base(self.best, self.equal_iters, seed)])
+                 if self.equal_iters else (lambda seed: []))
         first, rest = seeds[:3], seeds[3:]
         self._want([s for seed in first for s in (
             self.cosub(self.best, length, seed),
             self.base(self.best, length, seed))])
-        self._want([self.base(self.best, self.equal_iters, seed)
-                    for seed in first])
+        self._want([s for seed in first for s in equal(seed)])
         self._want([self.cosub(self.best, length, seeds[0], **dict(k))
                     for k in reg['knobs']])
-        self._want([s for seed in rest for s in (
+        self._want([s for seed in rest for s in [
             self.cosub(self.best, length, seed),
-            self.base(self.best, length, seed),
-            self.base(self.best, self.equal_iters, seed))])
+            self.base(self.best, length, seed)] + equal(seed)])
 
 
 # -------------------------------------------------------------- summary ---
@@ -384,10 +486,14 @@ def regime_summary(plan: Plan) -> Tuple[List[str], Optional[dict]]:
                         baseline=float(np.mean(got_b)),
                         seeds=min(len(got_c), len(got_b)))
     if plan.compute_ratio:
-        lines.append(f'- A cosub step costs {plan.compute_ratio:.2f}x a '
-                     'baseline step (seed-0 pair, training time per '
-                     'iteration), so equal compute gives the baseline '
-                     f'{plan.equal_iters} iterations.')
+        cost = plan.step_costs[plan.best[2]]
+        lines.append(
+            f'- A cosub iteration costs {plan.compute_ratio:.2f}x a baseline '
+            'one (measured side by side in one process, '
+            f"`{STEP_COST_DIR}/{cost['name']}.json`: data "
+            f"{cost['data_s']:.3f} s, baseline step {cost['baseline_s']:.3f}"
+            f" s, cosub step {cost['cosub_s']:.3f} s), so equal compute "
+            f'gives the baseline {plan.equal_iters} iterations.')
     knobs = [(k, plan.rec(plan.cosub(plan.best, plan.length, seeds[0],
                                      **dict(k)))) for k in reg['knobs']]
     if knobs:
@@ -520,7 +626,7 @@ def summarise(regimes: Sequence[str], records_dir: str, work_dir: str,
         count += len(valid)
         if not valid:
             continue
-        plan = Plan(regime, valid)
+        plan = Plan(regime, valid, load_step_costs(records_dir, work_dir))
         plans.append(plan)
         lines, headline = regime_summary(plan)
         body += lines
@@ -592,6 +698,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='default docs/results/runs (quick: under '
                         'the work dir)')
     parser.add_argument('--out-md', default=None)
+    parser.add_argument('--step-cost-steps', type=int, default=30,
+                        help='side-by-side steps per arm of the step-cost '
+                        'measurement (equal compute)')
     parser.add_argument('--summarise-only', action='store_true',
                         help='train nothing: regenerate the results from '
                         'the records')
@@ -612,16 +721,27 @@ def train(regimes: Sequence[str], args: argparse.Namespace) -> None:
     """Run what the records still lack, ``args.jobs`` at a time."""
     check_fashion_mnist(osp.join(REPO, DATA_ROOT))
 
+    def log(message: str) -> None:
+        print(message, flush=True)
+
     def todo() -> List[Tuple[str, dict]]:
         specs = []
         for regime in regimes:
             valid, _ = split_stale(load_records(args.records_dir, regime),
                                    args.work_dir)
-            specs += Plan(regime, valid).runnable
+            costs = load_step_costs(args.records_dir, args.work_dir)
+            plan = Plan(regime, valid, costs)
+            if plan.needs_step_cost is not None:
+                # a minute of side-by-side steps, here in the scheduler
+                rec = record_step_cost(plan.needs_step_cost,
+                                       args.records_dir, args.work_dir,
+                                       args.step_cost_steps)
+                log(f"step cost at drop {rec['spec']['drop']:g}: cosub / "
+                    f"baseline = {rec['ratio']:.3f}")
+                costs = load_step_costs(args.records_dir, args.work_dir)
+                plan = Plan(regime, valid, costs)
+            specs += plan.runnable
         return [(f"{s['regime']}/{run_name(s)}", s) for s in specs]
-
-    def log(message: str) -> None:
-        print(message, flush=True)
 
     study.run_pool(
         todo, lambda spec: execute(spec, args.work_dir, args.records_dir,
