@@ -2,8 +2,8 @@
 
 Usage:
     python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]]
-        [--amp [--amp-dtype {fp16,bf16}]] [--auto-scale-lr] [--no-validate]
-        [--length N] [--test]
+        [--resume-unsafe] [--amp [--amp-dtype {fp16,bf16}]] [--auto-scale-lr]
+        [--no-validate] [--length N] [--test]
         [--cfg-options K=V ...] [--launcher {none,pytorch,slurm,mpi}]
 """
 import argparse
@@ -37,7 +37,13 @@ def parse_args() -> argparse.Namespace:
         type=str,
         const='auto',
         help='resume from the given checkpoint, or from the latest one in '
-        'the work_dir when no path is given')
+        'the work_dir when no path is given; weights-only, like every load')
+    parser.add_argument(
+        '--resume-unsafe',
+        action='store_true',
+        help='with --resume: fully unpickle the resume file (the config key '
+        'resume_unsafe = True does the same), for a trusted checkpoint '
+        'written by another tool; a crafted file would run code')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -102,6 +108,11 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    if args.resume_unsafe:
+        if not cfg.get('resume', False):
+            raise ValueError('--resume-unsafe applies to a resume only: '
+                             'add --resume [auto|PATH]')
+        cfg.resume_unsafe = True
 
     if args.no_validate:
         cfg.val_cfg = None

@@ -5,8 +5,10 @@ One module per concern:
 * :mod:`.imports`: torchvision's CPU ops schema, a stand-in ``mmcv.ops``
   under mmcv-lite;
 * :mod:`.checkpoints`: mmengine's checkpoint loading made weights-only for
-  local files and URLs, ``HistoryBuffer`` pickling, atomic checkpoint writes
-  (all through :mod:`cosub_mm.fileio`);
+  local files, URLs and ``--resume`` (opt-in ``resume_unsafe``), plain
+  checkpoints that load with ``torch.load`` anywhere, ``HistoryBuffer``
+  pickling, atomic checkpoint writes (all through :mod:`cosub_mm.fileio`),
+  a resume that refuses a damaged pointer or another model's checkpoint;
 * :mod:`.distributed`: CPU-only DDP (no ``torch.cuda.set_device``, gloo);
 * :mod:`.datasets`: an error naming the folder of an empty dataset;
 * :mod:`.deit3`: DeiT III's FFN normalised with ``ln2`` (CHANGES NUMERICS of
@@ -23,8 +25,8 @@ calls :func:`apply_all` first.
 from typing import List
 
 from .checkpoints import (fix_atomic_checkpoints, fix_checkpoint_loading,
-                          fix_history_buffer_pickling,
-                          fix_url_checkpoint_loading)
+                          fix_history_buffer_pickling, fix_plain_checkpoints,
+                          fix_resume, fix_url_checkpoint_loading)
 from .datasets import fix_empty_dataset_error
 from .deit3 import fix_deit3_authors_init, fix_deit3_ffn_norm
 from .distributed import fix_cpu_distributed
@@ -35,15 +37,16 @@ __all__ = [
     'fix_history_buffer_pickling', 'fix_checkpoint_loading',
     'fix_cpu_distributed', 'fix_atomic_checkpoints',
     'fix_empty_dataset_error', 'fix_url_checkpoint_loading',
-    'fix_deit3_ffn_norm', 'fix_deit3_authors_init'
+    'fix_plain_checkpoints', 'fix_resume', 'fix_deit3_ffn_norm',
+    'fix_deit3_authors_init'
 ]
 
 # The order in which apply_all applies them.
 FIXES = (fix_torchvision_cpu_ops, fix_mmcv_lite_ops,
          fix_history_buffer_pickling, fix_checkpoint_loading,
          fix_cpu_distributed, fix_atomic_checkpoints, fix_empty_dataset_error,
-         fix_url_checkpoint_loading, fix_deit3_ffn_norm,
-         fix_deit3_authors_init)
+         fix_url_checkpoint_loading, fix_plain_checkpoints, fix_resume,
+         fix_deit3_ffn_norm, fix_deit3_authors_init)
 
 _applied: List[str] = []
 

@@ -1,12 +1,14 @@
 """Shared pieces of the reliability tests: training subprocesses, faults."""
+import json
 import os
 import os.path as osp
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -24,9 +26,10 @@ def fault_env(**faults: str) -> dict:
 
 
 def train_args(work_dir: str, data_root: str,
-               extra: Optional[List[str]] = None) -> List[str]:
+               extra: Optional[List[str]] = None,
+               config: str = COSUB_CFG) -> List[str]:
     """Arguments of ``tools/train.py`` for the tiny cosub config."""
-    return ['tools/train.py', COSUB_CFG, '--work-dir', work_dir,
+    return ['tools/train.py', config, '--work-dir', work_dir,
             '--cfg-options', f'train_dataloader.dataset.data_root={data_root}',
             f'val_dataloader.dataset.data_root={data_root}',
             f'test_dataloader.dataset.data_root={data_root}'] + (extra or [])
@@ -82,3 +85,83 @@ def assert_bitwise_equal(a: Dict[str, torch.Tensor],
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), f'{k} differs'
+
+
+# Run in a fresh interpreter: no site processing (so no editable install of
+# cosub_mm), torch's site-packages appended by hand, mmengine and friends
+# blocked. Prints what the checkpoint holds; saves its state_dict to OUT.
+_LOAD_ANYWHERE = r"""
+import json, sys
+sys.path.append(SITE)
+try:
+    import cosub_mm
+except ImportError:
+    pass
+else:
+    raise SystemExit('cosub_mm is importable here: not a clean process')
+BLOCKED = ('cosub_mm', 'mmengine', 'mmcv', 'mmpretrain', 'mmseg')
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in BLOCKED:
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+import torch
+checkpoint = torch.load(PATH)  # torch's default since 2.6: weights-only
+assert torch.load(PATH, weights_only=True).keys() == checkpoint.keys()
+torch.save(checkpoint['state_dict'], OUT)
+loaded = sorted({m.split('.')[0] for m in sys.modules} & set(BLOCKED))
+print(json.dumps(dict(
+    keys=sorted(checkpoint), meta=sorted(checkpoint['meta']),
+    rng_state=sorted(checkpoint['meta'].get('rng_state', {})),
+    hub=sorted(checkpoint['message_hub']['log_scalars']),
+    modules=loaded)))
+"""
+
+
+def load_anywhere(path: str,
+                  out: str) -> Tuple[Dict[str, torch.Tensor], dict]:
+    """Load a checkpoint with plain ``torch.load`` in a process that cannot
+    import cosub_mm (asserted there) nor mmengine (blocked).
+
+    Returns:
+        tuple: The state_dict that process read, and a summary of the
+        checkpoint (top-level keys, meta keys, RNG states, message hub
+        scalars, and which of the blocked packages got imported: none).
+    """
+    site = sysconfig.get_paths()['purelib']
+    code = (f'SITE, PATH, OUT = {site!r}, {path!r}, {out!r}\n' +
+            _LOAD_ANYWHERE)
+    proc = subprocess.run(
+        [sys.executable, '-I', '-S', '-c', code], cwd=osp.dirname(out),
+        env={'PATH': os.environ.get('PATH', ''), 'OMP_NUM_THREADS': '1'},
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    return torch.load(out, weights_only=True), summary
+
+
+def snapshot(folder: str) -> Dict[str, Tuple[bytes, int]]:
+    """Every file under ``folder``: its bytes and modification time."""
+    files = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = osp.join(root, name)
+            with open(path, 'rb') as f:
+                files[osp.relpath(path, folder)] = (
+                    f.read(), os.stat(path).st_mtime_ns)
+    return files
+
+
+def assert_untouched(before: Dict[str, Tuple[bytes, int]],
+                     folder: str) -> None:
+    """Every file of ``before`` is still there, not even rewritten (same
+    bytes, same modification time), and no checkpoint or pointer was added.
+    (A start writes a new timestamped log folder: allowed.)"""
+    after = snapshot(folder)
+    for name, (data, mtime) in before.items():
+        assert name in after, f'{name} was removed'
+        assert after[name][0] == data, f'{name} was changed'
+        assert after[name][1] == mtime, f'{name} was rewritten'
+    added = [n for n in after if n not in before and (
+        n.endswith('.pth') or osp.basename(n) == 'last_checkpoint')]
+    assert not added, f'written: {added}'

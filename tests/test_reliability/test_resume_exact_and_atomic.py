@@ -1,19 +1,28 @@
-"""Exact resume after SIGKILL, and atomic checkpoints.
+"""Exact resume after SIGKILL, atomic checkpoints, and resume faults.
 
-Each test kills a real ``tools/train.py`` subprocess with SIGKILL, resumes it
-with ``--resume`` and compares the final weights with those of an
-uninterrupted run of the same length (6 iterations, checkpoints every 2).
+Each resume test kills a real ``tools/train.py`` subprocess with SIGKILL,
+resumes it with ``--resume`` (weights-only) and compares the final weights
+with those of an uninterrupted run of the same length (6 iterations,
+checkpoints every 2). The checkpoints it resumes from load with plain
+``torch.load`` in a process without cosub_mm or mmengine. The fault tests
+resume the killed run wrongly (a damaged pointer, another config's model, a
+file that needs full unpickling) and check the error and that nothing in the
+work_dir was overwritten.
 """
 import os
 import os.path as osp
 import shutil
 
 import pytest
+import torch
 
 from reliability_helpers import (COSUB_CFG, assert_bitwise_equal,
-                                 fault_env, run_tool, train, train_and_kill,
+                                 assert_untouched, fault_env, load_anywhere,
+                                 run_tool, snapshot, train, train_and_kill,
                                  train_args, weights)
 from conftest import make_cls_dataset
+
+WIDE_CFG = COSUB_CFG.replace('.py', '_wide.py')
 
 
 @pytest.fixture(scope='module')
@@ -24,11 +33,27 @@ def data_root(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope='module')
-def reference(tmp_path_factory, data_root) -> dict:
-    """Final weights of an uninterrupted run of 6 iterations."""
+def reference_run(tmp_path_factory, data_root) -> str:
+    """The work_dir of an uninterrupted run of 6 iterations."""
     work_dir = str(tmp_path_factory.mktemp('reference'))
     train(work_dir, data_root)
-    return weights(osp.join(work_dir, 'iter_6.pth'))
+    return work_dir
+
+
+@pytest.fixture(scope='module')
+def reference(reference_run) -> dict:
+    """Final weights of the uninterrupted run."""
+    return weights(osp.join(reference_run, 'iter_6.pth'))
+
+
+def _logged_losses(path: str) -> dict:
+    """The message hub's loss histories of a checkpoint, as mmengine's
+    loader rebuilds them (timings left out: they differ run to run)."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    scalars = CheckpointLoader.load_checkpoint(path)['message_hub'][
+        'log_scalars']
+    return {k: v._log_history.tolist() for k, v in scalars.items()
+            if k.startswith('train/') and 'time' not in k}
 
 
 @pytest.fixture(scope='module')
@@ -55,12 +80,26 @@ def _copy_run(work_dir: str, to: str) -> str:
 
 
 def test_resume_after_sigkill_is_bitwise_exact(killed_after_iter5, data_root,
-                                               reference, tmp_path):
+                                               reference, reference_run,
+                                               tmp_path):
     work_dir = _copy_run(killed_after_iter5, str(tmp_path / 'run'))
+    # the file resumed from loads with plain torch.load anywhere
+    state, summary = load_anywhere(osp.join(work_dir, 'iter_4.pth'),
+                                   str(tmp_path / 'state.pth'))
+    assert summary['modules'] == []
+    assert {'meta', 'state_dict', 'message_hub', 'optimizer',
+            'param_schedulers'} <= set(summary['keys'])
+    assert summary['rng_state'] == ['numpy', 'python', 'torch']
+    assert 'train/loss' in summary['hub']
+    assert_bitwise_equal(state, weights(osp.join(work_dir, 'iter_4.pth')))
     proc = train(work_dir, data_root, resume=True)
     assert 'resumed epoch: 0, iter: 4' in proc.stdout + proc.stderr
     assert_bitwise_equal(weights(osp.join(work_dir, 'iter_6.pth')),
                          reference)
+    # the message hub was restored: 4 saved + 2 new losses, all equal
+    losses = _logged_losses(osp.join(work_dir, 'iter_6.pth'))
+    assert len(losses['train/loss']) == 6
+    assert losses == _logged_losses(osp.join(reference_run, 'iter_6.pth'))
 
 
 def test_mmengine_resume_alone_is_not_exact(killed_after_iter5, data_root,
@@ -102,3 +141,79 @@ def test_checkpoint_killed_mid_save_leaves_previous_one_resumable(
     assert not [f for f in files if f.endswith('.tmp')]  # cleaned up
     assert_bitwise_equal(weights(osp.join(work_dir, 'iter_6.pth')),
                          reference)
+
+
+class _Payload:
+    """Unpickling this creates a file: stands for any code execution."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, 'w'))
+
+
+def test_resume_unsafe_opt_in_resumes_a_file_that_needs_full_unpickling(
+        killed_after_iter5, data_root, reference, tmp_path):
+    """A complete checkpoint plus an object weights-only loading refuses
+    (stand-in for a checkpoint written by another tool). --resume refuses it
+    (tests/test_reliability/test_safe_checkpoint_loading.py); with
+    --resume-unsafe it is fully unpickled, as before issue 17: the payload
+    runs, and the run continues exactly."""
+    work_dir = _copy_run(killed_after_iter5, str(tmp_path / 'run'))
+    marker = str(tmp_path / 'code_ran')
+    foreign = osp.join(work_dir, 'foreign.pth')
+    checkpoint = torch.load(osp.join(work_dir, 'iter_4.pth'))
+    checkpoint['meta']['written_by'] = _Payload(marker)
+    torch.save(checkpoint, foreign)
+    proc = run_tool(train_args(work_dir, data_root) +
+                    ['--resume', foreign, '--resume-unsafe'],
+                    env=fault_env())
+    assert 'resume_unsafe: fully unpickling ' + foreign in \
+        proc.stdout + proc.stderr
+    assert osp.exists(marker)
+    assert_bitwise_equal(weights(osp.join(work_dir, 'iter_6.pth')),
+                         reference)
+
+
+def test_damaged_pointer_stops_resume_naming_it(killed_after_iter5, data_root,
+                                                tmp_path):
+    """A truncated last_checkpoint with --resume (auto): a clear error
+    naming the pointer and the newest checkpoint to pass instead, nothing
+    loaded, nothing overwritten."""
+    work_dir = _copy_run(killed_after_iter5, str(tmp_path / 'run'))
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    with open(pointer, 'w') as f:
+        f.write(osp.join(work_dir, 'iter_'))  # torn mid-write
+    before = snapshot(work_dir)
+    proc = train(work_dir, data_root, resume=True, check=False)
+    assert proc.returncode != 0
+    newest = osp.join(work_dir, 'iter_4.pth')
+    assert (f'FileNotFoundError: Cannot resume: the checkpoint pointer '
+            f'{pointer} is damaged') in proc.stderr
+    assert f'--resume {newest}' in proc.stderr
+    assert 'resumed epoch' not in proc.stdout
+    assert_untouched(before, work_dir)
+
+
+def test_checkpoint_of_another_config_is_refused_nothing_overwritten(
+        killed_after_iter5, data_root, tmp_path):
+    """--resume of a width-32 checkpoint into the width-48 config: mmengine
+    only warned and trained on; now the error names the file and the keys,
+    and the work_dir's checkpoints stay as they were."""
+    work_dir = _copy_run(killed_after_iter5, str(tmp_path / 'run'))
+    path = osp.join(work_dir, 'iter_4.pth')
+    before = snapshot(work_dir)
+    proc = run_tool(train_args(work_dir, data_root, ['--resume', path],
+                               config=WIDE_CFG), env=fault_env(), check=False)
+    assert proc.returncode != 0
+    err = proc.stderr
+    assert f'ValueError: Cannot resume from {path}: its weights do not ' \
+        'match the model CosubClassifier' in err
+    assert 'backbone.cls_token (1, 1, 32) in the file vs (1, 1, 48) in ' \
+        'the model' in err
+    assert 'backbone.layers.0.attn.qkv.weight (96, 32) in the file vs ' \
+        '(144, 48) in the model' in err
+    assert 'Missing keys: none. Unexpected keys: none.' in err
+    assert 'resumed epoch' not in proc.stdout
+    assert_untouched(before, work_dir)

@@ -1,10 +1,11 @@
-"""Crafted checkpoints are refused at every entry point (issue 7, item 3).
+"""Crafted checkpoints are refused at every entry point (issues 7 and 17).
 
 The crafted file holds the real weights of the tiny classifier plus a
 pickled ``open(marker, 'w')`` call in ``meta``: a full unpickle would
-create ``marker``. Every entry point must refuse it with
-``UnsafeCheckpointError`` naming the file, and ``marker`` must not exist.
-Full unpickling is left to ``--resume`` (see docs/reliability.md).
+create ``marker``. Every entry point, ``--resume`` included, must refuse it
+with ``UnsafeCheckpointError`` naming the file, and ``marker`` must not
+exist. Full unpickling needs the explicit opt-in ``--resume-unsafe``
+(tested in test_resume_exact_and_atomic.py; see docs/reliability.md).
 """
 import functools
 import http.server
@@ -72,13 +73,15 @@ def _assert_refused(text: str, crafted: dict) -> None:
     assert not osp.exists(crafted['marker'])
 
 
-@pytest.mark.parametrize('tool', ['test', 'train_load_from'])
+@pytest.mark.parametrize('tool', ['test', 'train_load_from', 'train_resume'])
 def test_tools_refuse_crafted_checkpoint(crafted, tool, tmp_path):
     root = make_cls_dataset(str(tmp_path / 'data'), per_class=1)
     roots = [f'{k}.dataset.data_root={root}' for k in
              ('train_dataloader', 'val_dataloader', 'test_dataloader')]
     if tool == 'test':
         args = ['tools/test.py', TINY_CLS, crafted['path']]
+    elif tool == 'train_resume':
+        args = ['tools/train.py', TINY_CLS, '--resume', crafted['path']]
     else:
         args = ['tools/train.py', TINY_CLS]
         roots.append(f'load_from={crafted["path"]}')
@@ -86,6 +89,12 @@ def test_tools_refuse_crafted_checkpoint(crafted, tool, tmp_path):
                             '--cfg-options'] + roots, check=False)
     assert proc.returncode != 0
     _assert_refused(proc.stderr, crafted)
+    if tool == 'train_resume':  # the error names the opt-in, both forms
+        assert (f'If you trust {crafted["path"]} (a checkpoint written by '
+                'another tool), resume from it with full unpickling: '
+                'tools/train.py --resume-unsafe, or resume_unsafe = True in '
+                'the config.') in proc.stderr
+        assert 'resumed epoch' not in proc.stdout
     assert not osp.exists(tmp_path / 'work' / 'iter_2.pth')  # no training
 
 
