@@ -154,7 +154,24 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--record-from', default=None,
                         help='train nothing: record the demo_results.json '
                         'of an earlier run (with --record)')
+    parser.add_argument('--refresh-record', default=None, metavar='JSON',
+                        help='train nothing: give a committed record (e.g. '
+                        'docs/results/demo.json) the current study headline '
+                        'and rewrite its markdown')
     return parser.parse_args(argv)
+
+
+def refresh_record(path: str) -> str:
+    """Give a written record the committed study's headline; its md."""
+    with open(path) as f:
+        record = json.load(f)
+    record['study'] = study_headline()
+    with open(path, 'w') as f:
+        json.dump(record, f, indent=1)
+    md = render_record(record)
+    with open(osp.splitext(path)[0] + '.md', 'w') as f:
+        f.write(md)
+    return md
 
 
 def write_record(summary: dict, path: str) -> str:
@@ -231,6 +248,9 @@ def _abs(path: str) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
+    if args.refresh_record:
+        print(refresh_record(_abs(args.refresh_record)))
+        return {}
     if args.record_from:
         if not args.record:
             raise SystemExit('demo: --record-from needs --record PATH')

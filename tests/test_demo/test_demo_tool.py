@@ -3,10 +3,11 @@ import json
 import os.path as osp
 import re
 import struct
+import sys
 
 import torch
 
-from conftest import run_tool
+from conftest import REPO, run_tool
 from cosub_mm.fileio import safe_load
 
 TINY = ['model.backbone.arch.embed_dims=32', 'model.backbone.arch.num_layers=2',
@@ -99,3 +100,20 @@ def test_record_from_a_run_writes_json_markdown_and_pngs(tmp_path):
     assert '10.0 min wall time, 2 thread(s)' in md
     assert '![demo_training.png](demo_training.png)' in md
     assert (tmp_path / 'out' / 'demo_seg_predictions.png').is_file()
+
+
+def test_committed_demo_record_is_rendered_and_names_the_current_study():
+    """docs/results/demo.md is render_record(demo.json), and the study line
+    in demo.json is the committed study's current headline."""
+    sys.path.insert(0, osp.join(REPO, 'tools'))
+    import demo
+    path = osp.join(REPO, 'docs', 'results', 'demo.json')
+    with open(path) as f:
+        record = json.load(f)
+    with open(osp.splitext(path)[0] + '.md') as f:
+        assert f.read() == demo.render_record(record), (
+            'docs/results/demo.md drifted: run tools/demo.py '
+            '--refresh-record docs/results/demo.json')
+    assert record['study'] == demo.study_headline(), (
+        'docs/results/demo.json quotes an older study headline: run '
+        'tools/demo.py --refresh-record docs/results/demo.json')
