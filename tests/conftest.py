@@ -1,4 +1,5 @@
 """Shared fixtures: the repo root, tool runners and tiny generated data sets."""
+import contextlib
 import os
 import os.path as osp
 import subprocess
@@ -91,3 +92,40 @@ def cls_data_root(tmp_path_factory) -> str:
 def seg_data_root(tmp_path_factory) -> str:
     """A tiny ADE20k-layout segmentation set."""
     return make_seg_dataset(str(tmp_path_factory.mktemp('seg_data')))
+
+
+def cosub_loss_and_grads(model, img: int, num_classes: int, seed: int = 3):
+    """Losses and every parameter gradient of one cosub loss on fixed data.
+
+    The input and labels are fixed; ``seed`` seeds the drop-path draws, so
+    two models (efficient and masked) called with one seed draw alike.
+    """
+    import torch
+    from mmpretrain.structures import DataSample
+    model.train()
+    model.zero_grad()
+    x = torch.randn(8, 3, img, img,
+                    generator=torch.Generator().manual_seed(5))
+    samples = [DataSample().set_gt_label(i % num_classes) for i in range(8)]
+    torch.manual_seed(seed)
+    losses = model.loss(x, samples)
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    return losses, {k: p.grad.clone() if p.grad is not None else
+                    torch.zeros_like(p) for k, p in model.named_parameters()}
+
+
+@pytest.fixture
+def trackers(monkeypatch):
+    """The CopyTrackers the cosub step opens, in order."""
+    from cosub_mm.models import cosub_step
+    from cosub_mm.models.drop_path import shared_copies
+    opened = []
+
+    @contextlib.contextmanager
+    def recording(k):
+        with shared_copies(k) as tracker:
+            opened.append(tracker)
+            yield tracker
+
+    monkeypatch.setattr(cosub_step, 'shared_copies', recording)
+    return opened

@@ -2,7 +2,6 @@
 rates are found and set through the wrapper, the efficient twin of timm's
 ViT Block equals timm's masked one in a cosub step, and TokenPooling feeds
 mmpretrain's heads."""
-import contextlib
 import copy
 from types import SimpleNamespace
 
@@ -16,8 +15,9 @@ import cosub_mm  # noqa: F401  (before timm: the torchvision fix)
 from cosub_mm.engine.hooks import DropPathRateHook
 from cosub_mm.models.drop_path import (block_drop_paths,
                                        copy_sharing_blocker,
-                                       get_drop_path_rates, shared_copies)
+                                       get_drop_path_rates)
 from cosub_mm.registry import MODELS
+from conftest import cosub_loss_and_grads
 
 try:
     from timm.layers import DropPath as TimmDropPath
@@ -105,32 +105,7 @@ def test_a_timm_model_without_drop_path_is_refused():
 
 def _step(model, seed=3):
     """Losses and every parameter gradient of one cosub loss."""
-    model.train()
-    model.zero_grad()
-    x = torch.randn(8, 3, IMG, IMG,
-                    generator=torch.Generator().manual_seed(5))
-    samples = [DataSample().set_gt_label(i % CLASSES) for i in range(8)]
-    torch.manual_seed(seed)
-    losses = model.loss(x, samples)
-    sum(v for k, v in losses.items() if 'loss' in k).backward()
-    return losses, {k: p.grad.clone() if p.grad is not None else
-                    torch.zeros_like(p) for k, p in model.named_parameters()}
-
-
-@pytest.fixture
-def trackers(monkeypatch):
-    """The CopyTrackers the cosub step opens, in order."""
-    from cosub_mm.models import cosub_step
-    opened = []
-
-    @contextlib.contextmanager
-    def recording(k):
-        with shared_copies(k) as tracker:
-            opened.append(tracker)
-            yield tracker
-
-    monkeypatch.setattr(cosub_step, 'shared_copies', recording)
-    return opened
+    return cosub_loss_and_grads(model, IMG, CLASSES, seed)
 
 
 def _assert_same_step(a, b):

@@ -1,6 +1,5 @@
 """Efficient block twins equal the masked blocks, draw for draw, and the
 table of convertible block types."""
-import contextlib
 import copy
 import os.path as osp
 import sys
@@ -14,8 +13,9 @@ from cosub_mm.models.drop_path import (EFFICIENT_BLOCKS, EfficientBlock,
                                        enable_efficient_drop_path,
                                        is_efficient_block,
                                        register_efficient_block,
-                                       set_drop_path_rates, shared_copies)
+                                       set_drop_path_rates)
 from cosub_mm.registry import MODELS
+from conftest import cosub_loss_and_grads
 
 # the tiny architectures are shared with the backbone tests
 sys.path.insert(
@@ -122,33 +122,7 @@ def _cosub(arch, efficient, share=True, rate=0.1, rule='uniform',
 
 
 def _cosub_step(model, seed=3):
-    from mmpretrain.structures import DataSample
-    model.train()
-    model.zero_grad()
-    x = torch.randn(8, 3, IMG, IMG,
-                    generator=torch.Generator().manual_seed(5))
-    samples = [DataSample().set_gt_label(i % 3) for i in range(8)]
-    torch.manual_seed(seed)
-    losses = model.loss(x, samples)
-    sum(v for k, v in losses.items() if 'loss' in k).backward()
-    return losses, {k: p.grad.clone() if p.grad is not None else
-                    torch.zeros_like(p) for k, p in model.named_parameters()}
-
-
-@pytest.fixture
-def trackers(monkeypatch):
-    """The CopyTrackers the cosub step opens, in order."""
-    from cosub_mm.models import cosub_step
-    opened = []
-
-    @contextlib.contextmanager
-    def recording(k):
-        with shared_copies(k) as tracker:
-            opened.append(tracker)
-            yield tracker
-
-    monkeypatch.setattr(cosub_step, 'shared_copies', recording)
-    return opened
+    return cosub_loss_and_grads(model, IMG, 3, seed)
 
 
 @pytest.mark.parametrize('arch,rule', [('deit3', 'uniform'),
