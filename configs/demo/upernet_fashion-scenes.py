@@ -1,7 +1,10 @@
 # UperNet on the fashion-scenes set (tools/dataset_converters/
 # make_fashion_scenes.py), finetuned from the demo's Fashion-MNIST ViT
-# (configs/demo/*fashion-mnist.py: 6 blocks, width 96, 3 heads, patch 7, one
-# input channel). Sized for 2 CPU cores.
+# (configs/demo/*fashion-mnist.py: 6 blocks, width 96, 3 heads, patch 7).
+# The scenes are RGB and so is this model: the grayscale backbone's patch
+# embedding is given the luma weights of the RGB channels on load
+# (cosub_mm.stack.input_channels), so it starts as the gray model on the
+# scenes' luma. Sized for 2 CPU cores.
 #
 # Set the pretrained classifier (or exported backbone) and the data:
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
@@ -23,10 +26,11 @@ embed_dims = 96
 norm_cfg = dict(type='BN', requires_grad=True)  # one process: no SyncBN
 max_iters = 600
 
-# Fashion-MNIST train-set statistics, as the pretraining config; the
-# top-level copy is the one a TTA model (tools/test.py --tta) is given.
+# Fashion-MNIST train-set statistics in each channel, as the pretraining
+# config, so that the luma-adapted patch embedding sees the normalised luma;
+# the top-level copy is the one a TTA model (tools/test.py --tta) is given.
 data_preprocessor = dict(
-    mean=[72.94], std=[90.02], bgr_to_rgb=False, size=crop_size)
+    mean=[72.94] * 3, std=[90.02] * 3, bgr_to_rgb=True, size=crop_size)
 model = dict(
     data_preprocessor=data_preprocessor,
     backbone=dict(
@@ -38,7 +42,7 @@ model = dict(
             feedforward_channels=192),
         img_size=crop_size,  # pos_embed is resized from 4x4 to 10x10
         patch_size=7,
-        in_channels=1,
+        in_channels=3,
         out_indices=(1, 2, 4, 5),
         out_type='featmap',
         final_norm=True,
@@ -62,7 +66,7 @@ model = dict(
         norm_cfg=norm_cfg))
 
 train_pipeline = [
-    dict(type='LoadImageFromFile', color_type='grayscale'),
+    dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='RandomResize', scale=crop_size, ratio_range=(0.75, 1.5),
          keep_ratio=True),
@@ -71,13 +75,13 @@ train_pipeline = [
     dict(type='PackSegInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', color_type='grayscale'),
+    dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=crop_size, keep_ratio=True),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
 tta_pipeline = [
-    dict(type='LoadImageFromFile', color_type='grayscale'),
+    dict(type='LoadImageFromFile'),
     dict(
         type='TestTimeAug',
         transforms=[

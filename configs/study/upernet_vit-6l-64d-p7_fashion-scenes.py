@@ -1,7 +1,7 @@
 # UperNet on the fashion scenes for the segmentation study
 # (tools/analysis_tools/compare_seg_init.py): the demo's UperNet recipe
 # (configs/demo/upernet_fashion-scenes.py) on the study's ViT (6 blocks,
-# width 64, 2 heads, MLP 128, patch 7, one input channel), so that the
+# width 64, 2 heads, MLP 128, patch 7; RGB input), so that the
 # classification study's cosub and baseline classifiers initialise it.
 # The study sets the checkpoint (or init_cfg=None), the data root, the seed,
 # the length (--length) and, for cosub during finetuning,

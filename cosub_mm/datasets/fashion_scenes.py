@@ -3,8 +3,10 @@
 Written by ``tools/dataset_converters/make_fashion_scenes.py``: backgrounds
 are crops of the texture photographs bundled with scikit-image (each texture
 its own *stuff* class) and Fashion-MNIST items are pasted on them with their
-own pixel masks (each clothing class a *thing* class). Images are grayscale
-stored as RGB JPEG, like the Fashion-MNIST pretraining images of the demo.
+own pixel masks (each clothing class a *thing* class). Images are RGB JPEG:
+the gray photographs and items are tinted with their luma kept, so a
+backbone pretrained on grayscale Fashion-MNIST starts from what it knows
+(see ``cosub_mm.Pretrained`` for its input layer).
 
 Label maps follow ADE20k: ``0`` means *other* — here the soft rim of a
 pasted item whose pixels blend item and background, so its class is

@@ -15,7 +15,9 @@ One module per concern:
   mmpretrain 1.2.0's DeiT III, see :func:`.deit3.fix_deit3_ffn_norm`); the
   authors' FFN-Linear and ``cls_token`` init, only where a config's
   ``init_cfg`` lists ``dict(type='cosub_mm.DeiT3AuthorsInit')``
-  (:func:`.deit3.fix_deit3_authors_init`).
+  (:func:`.deit3.fix_deit3_authors_init`);
+* :mod:`.input_channels`: a gray (1-channel) pretrained patch embedding
+  loaded into an RGB model and back, instead of left at random init.
 
 Each fix is guarded so that it does nothing where it is not needed, and each
 docstring names the exact error it fixes. They must run before ``mmseg`` or
@@ -31,6 +33,7 @@ from .datasets import fix_empty_dataset_error
 from .deit3 import fix_deit3_authors_init, fix_deit3_ffn_norm
 from .distributed import fix_cpu_distributed
 from .imports import fix_mmcv_lite_ops, fix_torchvision_cpu_ops
+from .input_channels import fix_patch_embed_input_channels
 
 __all__ = [
     'apply_all', 'FIXES', 'fix_torchvision_cpu_ops', 'fix_mmcv_lite_ops',
@@ -38,7 +41,7 @@ __all__ = [
     'fix_cpu_distributed', 'fix_atomic_checkpoints',
     'fix_empty_dataset_error', 'fix_url_checkpoint_loading',
     'fix_plain_checkpoints', 'fix_resume', 'fix_deit3_ffn_norm',
-    'fix_deit3_authors_init'
+    'fix_deit3_authors_init', 'fix_patch_embed_input_channels'
 ]
 
 # The order in which apply_all applies them.
@@ -46,7 +49,8 @@ FIXES = (fix_torchvision_cpu_ops, fix_mmcv_lite_ops,
          fix_history_buffer_pickling, fix_checkpoint_loading,
          fix_cpu_distributed, fix_atomic_checkpoints, fix_empty_dataset_error,
          fix_url_checkpoint_loading, fix_plain_checkpoints, fix_resume,
-         fix_deit3_ffn_norm, fix_deit3_authors_init)
+         fix_deit3_ffn_norm, fix_deit3_authors_init,
+         fix_patch_embed_input_channels)
 
 _applied: List[str] = []
 

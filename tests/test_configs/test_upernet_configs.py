@@ -298,14 +298,15 @@ def _miou_from_maps(pred_dir: str, ann_dir: str) -> float:
 
 def test_demo_config_finetunes_demo_vit_and_test_tool_tta_show(
         scenes, tmp_path):
-    """The demo UperNet loads the demo ViT classifier (patch 7, 1 channel),
-    trains 2 iterations; tools/test.py --tta --show-dir --out then reports
-    the mIoU of the label maps it wrote and draws PNG overlays."""
+    """The RGB demo UperNet loads the demo ViT classifier (patch 7, 1
+    channel: its kernel times the luma weights), trains 2 iterations;
+    tools/test.py --tta --show-dir --out then reports the mIoU of the label
+    maps it wrote and draws PNG overlays."""
     from mmpretrain.registry import MODELS
     cfg = Config.fromfile(DEMO_CFG)
     vit = cfg.model.backbone.to_dict()
     vit.update(type='VisionTransformer', img_size=28, out_type='cls_token',
-               out_indices=-1)
+               out_indices=-1, in_channels=1)
     vit.pop('init_cfg')
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         classifier = MODELS.build(dict(
@@ -325,9 +326,12 @@ def test_demo_config_finetunes_demo_vit_and_test_tool_tta_show(
     cfg.work_dir = str(tmp_path / 'work')
     cfg.log_level = 'WARNING'
     runner = Runner.from_cfg(cfg)
+    runner.model.init_weights()
+    gray = classifier.backbone.patch_embed.projection.weight
+    torch.testing.assert_close(
+        runner.model.backbone.patch_embed.projection.weight,
+        gray * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1))
     runner.train()
-    patch = runner.model.backbone.patch_embed.projection.weight
-    assert patch.shape[1] == 1  # grayscale, as the demo ViT
     weights = osp.join(cfg.work_dir, 'iter_2.pth')
 
     show, out = tmp_path / 'show', tmp_path / 'pred'

@@ -79,11 +79,26 @@ def test_items_keep_their_pixels_and_textures_are_real_photos():
     items, labels = tool.load_fashion(FASHION, 'test')
     assert items.shape == (10000, 28, 28) and labels.max() == 9
     image, label = tool.make_scene(64, textures, items, labels, rng)
+    assert image.shape == (64, 64, 3) and image.dtype == np.uint8
     # A pure texture region is a resized crop of one photograph: its
     # spread is the photograph's, not a flat colour.
     for c in np.unique(label[(label >= 1) & (label <= 5)]):
         assert image[label == c].std() > 5
     assert set(np.unique(label)) <= set(range(16))
+    # RGB, not gray replicated: the channels differ on items and textures
+    spread = np.ptp(image.astype(int), axis=-1)
+    assert spread[label >= 6].mean() > 10
+    assert spread[(label >= 1) & (label <= 5)].mean() > 5
+
+
+def test_tint_keeps_the_luma_and_gives_the_colour():
+    tool = _tool()
+    gray = np.random.default_rng(0).uniform(0, 255, (5, 7))
+    gains = np.array([1.0, 0.5, 0.25])
+    rgb = tool.tint(gray, gains)
+    assert rgb.shape == (5, 7, 3)
+    np.testing.assert_allclose(rgb @ np.array([0.299, 0.587, 0.114]), gray)
+    np.testing.assert_allclose(rgb[..., 1] / rgb[..., 0], 0.5)
 
 
 def test_read_idx_rejects_other_files(tmp_path):
@@ -94,3 +109,22 @@ def test_read_idx_rejects_other_files(tmp_path):
     with pytest.raises(FileNotFoundError, match='nothing-here'):
         _tool().read_idx(str(tmp_path / 'nothing-here'))
 
+
+def test_if_changed_rewrites_only_a_different_or_unfinished_set(tmp_path):
+    root = str(tmp_path / 'scenes')
+    args = [TOOL, '--out-dir', root, '--seed', '1', '--num-train', '2',
+            '--num-val', '1', '--size', '32', '--if-changed']
+    assert 'wrote 2 training' in run_tool(args).stdout
+    assert 'up to date' in run_tool(args).stdout
+    # another size: rewritten
+    bigger = args[:-2] + ['40', '--if-changed']
+    assert 'wrote 2 training' in run_tool(bigger).stdout
+    first = sorted(glob.glob(osp.join(root, 'images', 'training', '*.jpg')))
+    assert Image.open(first[0]).size == (40, 40)
+    # a set whose stamp is gone (interrupted write, older format): rewritten
+    stamp = osp.join(root, '.complete')
+    with open(stamp) as f:
+        assert '"format": 2' in f.read()
+    with open(stamp, 'w') as f:
+        f.write('{"format": 1}')
+    assert 'wrote 2 training' in run_tool(bigger).stdout

@@ -201,19 +201,13 @@ class Study:
         return last_checkpoint(osp.join(rerun, cspec['regime'], name)), note
 
     def make_scenes(self) -> None:
-        stamp = osp.join(self.scenes_root, '.complete')
-        want = json.dumps(scenes_of(self.regime), sort_keys=True)
-        if osp.isfile(stamp) and open(stamp).read() == want:
-            return
         sc = scenes_of(self.regime)
         subprocess.run(
             [sys.executable, osp.join(REPO, SCENES_TOOL), '--out-dir',
              self.scenes_root, '--seed', str(sc['seed']), '--num-train',
              str(sc['num_train']), '--num-val', str(sc['num_val']),
-             '--size', str(sc['size'])], cwd=REPO, env=tool_env(1),
-            check=True, stdout=subprocess.DEVNULL)
-        with open(stamp, 'w') as f:
-            f.write(want)
+             '--size', str(sc['size']), '--if-changed'], cwd=REPO,
+            env=tool_env(1), check=True, stdout=subprocess.DEVNULL)
 
     # -- records and the plan ---------------------------------------------
     def records(self) -> Tuple[Dict[str, dict], List[str]]:

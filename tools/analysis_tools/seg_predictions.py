@@ -101,7 +101,7 @@ def plot(shown, classes, png: str) -> None:
     fig, axes = plt.subplots(len(shown), 3, figsize=(7.5, 2.3 * len(shown)),
                              dpi=110, squeeze=False)
     for row, (path, gt, pred) in zip(axes, shown):
-        row[0].imshow(np.array(Image.open(path).convert('L')), cmap='gray')
+        row[0].imshow(np.array(Image.open(path).convert('RGB')))
         masked = np.ma.masked_equal(gt, 255)
         row[1].imshow(masked, cmap=cmap, vmin=0, vmax=len(classes) - 1,
                       interpolation='nearest')

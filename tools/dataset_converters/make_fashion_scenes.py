@@ -7,22 +7,34 @@ field; each its own *stuff* class), and one to three Fashion-MNIST items
 pasted with their own pixel masks (*thing* classes; training scenes use the
 Fashion-MNIST training items, validation scenes the test items). The soft
 rim of an item (faint pixels outside its filled mask) is blended and
-labelled 0, ADE20k's *other*. Output is deterministic for a given seed::
+labelled 0, ADE20k's *other*.
+
+Scenes are RGB. The starfield keeps its own colours; the grayscale texture
+photographs are tinted towards their natural colour and each item gets a
+random garment colour, both jittered per scene. A tint scales the three
+channels of a gray pixel so that its ITU-R 601 luma is unchanged (up to
+clipping): a model pretrained on grayscale sees, through the luma, the
+pixels it knows. Output is deterministic for a given seed::
 
     OUT/images/{training,validation}/scene_00000.jpg
     OUT/annotations/{training,validation}/scene_00000.png
 
+A finished set holds ``OUT/.complete``, the parameters it was written with
+(and the set's format version); ``--if-changed`` writes nothing when they
+match, so callers regenerate the set only when it would differ.
+
 Usage:
     python tools/dataset_converters/make_fashion_scenes.py \
         --out-dir data/fashion_scenes --seed 0 --num-train 400 \
-        --num-val 100 --size 64
+        --num-val 100 --size 64 [--if-changed]
 """
 import argparse
 import gzip
+import json
 import os
 import os.path as osp
 import sys
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -33,6 +45,17 @@ sys.path.insert(
 from cosub_mm.datasets.fashion_scenes import (  # noqa: E402
     STUFF_TEXTURES, THING_CLASSES)
 
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, RGB order
+# RGB gains of the grayscale photographs' natural colours, by skimage name;
+# a texture not listed (already RGB) keeps its colours.
+TEXTURE_TINTS = {
+    'brick': (1.0, 0.62, 0.48),
+    'grass': (0.62, 1.0, 0.45),
+    'gravel': (0.95, 0.9, 0.78),
+    'moon': (0.9, 0.92, 1.0),
+}
+FORMAT = 2  # 1: gray scenes; 2: RGB scenes
+STAMP = '.complete'
 MASK_LEVEL = 40  # item pixels brighter than this (0-255) form its mask
 RIM_LEVEL = 8  # fainter pixels down to this are the blended rim (label 0)
 
@@ -67,15 +90,36 @@ def load_fashion(root: str, split: str) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def load_textures() -> List[np.ndarray]:
-    """The stuff textures as grayscale uint8 arrays, bundled photographs."""
+    """The stuff textures, bundled photographs: ``(H, W)`` grayscale or
+    ``(H, W, 3)`` RGB uint8 arrays."""
     import skimage.data
     textures = []
     for _, func in STUFF_TEXTURES:
         img = np.asarray(getattr(skimage.data, func)())
-        if img.ndim == 3:  # ITU-R 601 luma: everything is grayscale
-            img = img[..., :3] @ np.array([0.299, 0.587, 0.114])
-        textures.append(np.clip(img, 0, 255).astype(np.uint8))
+        textures.append(img[..., :3] if img.ndim == 3 else img)
     return textures
+
+
+def tint(gray: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """Colour a gray ``(..., )`` array by RGB ``gains``, keeping its luma.
+
+    Returns a float ``(..., 3)`` array, not clipped.
+    """
+    gains = np.asarray(gains, np.float64)
+    return gray[..., None].astype(np.float64) * (gains / (gains @ LUMA))
+
+
+def jitter(gains: Sequence[float], rng: np.random.Generator,
+           amount: float = 0.08) -> np.ndarray:
+    """The gains, each scaled by up to ``1 ± amount``."""
+    return np.asarray(gains) * rng.uniform(1 - amount, 1 + amount, 3)
+
+
+def garment_colour(rng: np.random.Generator) -> np.ndarray:
+    """RGB gains of a random hue at a random, moderate saturation."""
+    import colorsys
+    rgb = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.2, 0.7), 1.0)
+    return np.asarray(rgb)
 
 
 def _resize(img: np.ndarray, size: int) -> np.ndarray:
@@ -85,7 +129,8 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
 
 def texture_crop(texture: np.ndarray, size: int,
                  rng: np.random.Generator) -> np.ndarray:
-    """A random square crop (1x to 4x the scene size), flipped/rotated."""
+    """A random square crop (1x to 4x the scene size), flipped/rotated,
+    with the texture's channels (none or 3)."""
     side = min(texture.shape[:2])
     crop = int(rng.integers(size, min(4 * size, side) + 1))
     y = int(rng.integers(0, texture.shape[0] - crop + 1))
@@ -112,29 +157,37 @@ def stuff_layout(size: int, num_regions: int,
 def make_scene(size: int, textures: List[np.ndarray], items: np.ndarray,
                item_labels: np.ndarray,
                rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
-    """Return one scene ``(image (S, S) uint8, label (S, S) uint8)``."""
+    """Return one scene ``(image (S, S, 3) uint8 RGB, label (S, S) uint8)``.
+
+    ``textures`` are in the order of ``STUFF_TEXTURES``.
+    """
     from scipy.ndimage import binary_fill_holes
     num_stuff = len(textures)
-    image = np.zeros((size, size), np.float64)
+    image = np.zeros((size, size, 3), np.float64)
     label = np.zeros((size, size), np.uint8)
     num_regions = int(rng.choice([1, 2, 3], p=[0.2, 0.5, 0.3]))
     classes = rng.choice(num_stuff, num_regions, replace=False)
     regions = stuff_layout(size, num_regions, rng)
     for r, c in enumerate(classes):
         where = regions == r
-        image[where] = texture_crop(textures[c], size, rng)[where]
+        patch = texture_crop(textures[c], size, rng)
+        if patch.ndim == 2:
+            patch = tint(patch, jitter(TEXTURE_TINTS[STUFF_TEXTURES[c][1]],
+                                       rng))
+        image[where] = patch[where]
         label[where] = 1 + c
     for _ in range(int(rng.integers(1, 4))):
         idx = int(rng.integers(len(items)))
         side = int(rng.integers(int(0.4 * size), int(0.6 * size) + 1))
-        item = _resize(items[idx], side).astype(np.float64)
-        core = binary_fill_holes(item > MASK_LEVEL)
-        rim = (item > RIM_LEVEL) & ~core
+        gray = _resize(items[idx], side).astype(np.float64)
+        core = binary_fill_holes(gray > MASK_LEVEL)
+        rim = (gray > RIM_LEVEL) & ~core
+        item = tint(gray, garment_colour(rng))
         y, x = rng.integers(0, size - side + 1, 2)
         window = (slice(y, y + side), slice(x, x + side))
         bg = image[window]
-        alpha = np.clip(item / MASK_LEVEL, 0, 1)
-        bg[rim] = alpha[rim] * item[rim] + (1 - alpha[rim]) * bg[rim]
+        alpha = np.clip(gray / MASK_LEVEL, 0, 1)[..., None]
+        bg[rim] = (alpha * item + (1 - alpha) * bg)[rim]
         bg[core] = item[core]
         label[window][rim] = 0
         label[window][core] = 1 + num_stuff + int(item_labels[idx])
@@ -152,10 +205,26 @@ def write_split(out_dir: str, split: str, num: int, size: int,
     for i in range(num):
         image, label = make_scene(size, textures, items, item_labels, rng)
         name = f'scene_{i:05d}'
-        Image.fromarray(np.stack([image] * 3, axis=-1)).save(
+        Image.fromarray(image).save(
             osp.join(img_dir, name + '.jpg'), quality=95)
         Image.fromarray(label).save(osp.join(ann_dir, name + '.png'))
         progress.update()
+
+
+def stamp_text(seed: int, num_train: int, num_val: int, size: int) -> str:
+    """The ``.complete`` stamp of a set written with these parameters."""
+    return json.dumps(dict(format=FORMAT, seed=seed, num_train=num_train,
+                           num_val=num_val, size=size), sort_keys=True)
+
+
+def is_complete(out_dir: str, seed: int, num_train: int, num_val: int,
+                size: int) -> bool:
+    """Whether ``out_dir`` holds the finished set of these parameters."""
+    stamp = osp.join(out_dir, STAMP)
+    if not osp.isfile(stamp):
+        return False
+    with open(stamp) as f:
+        return f.read() == stamp_text(seed, num_train, num_val, size)
 
 
 def make_fashion_scenes(out_dir: str,
@@ -171,6 +240,9 @@ def make_fashion_scenes(out_dir: str,
     if num_train < 1 or num_val < 1:
         raise ValueError('--num-train and --num-val must be at least 1')
     from mmengine.utils import ProgressBar
+    stamp = osp.join(out_dir, STAMP)
+    if osp.isfile(stamp):  # an interrupted rewrite is not complete
+        os.remove(stamp)
     textures = load_textures()
     train_seq, val_seq = np.random.SeedSequence(seed).spawn(2)
 
@@ -190,6 +262,8 @@ def make_fashion_scenes(out_dir: str,
                     np.random.default_rng(seq), progress)
     if show_progress:
         print()
+    with open(stamp, 'w') as f:
+        f.write(stamp_text(seed, num_train, num_val, size))
     return dict(training=num_train, validation=num_val)
 
 
@@ -206,11 +280,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--fashion-root', default='data/fashion_mnist',
         help='folder with the Fashion-MNIST idx files (raw or .gz)')
+    parser.add_argument(
+        '--if-changed', action='store_true',
+        help='write nothing if OUT holds the finished set of these '
+        'parameters')
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
+    if args.if_changed and is_complete(args.out_dir, args.seed,
+                                       args.num_train, args.num_val,
+                                       args.size):
+        print(f'{args.out_dir}: the scene set is up to date')
+        return
     counts = make_fashion_scenes(args.out_dir, args.seed, args.num_train,
                                  args.num_val, args.size, args.fashion_root)
     print(f'wrote {counts["training"]} training and {counts["validation"]} '
