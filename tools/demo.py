@@ -10,10 +10,11 @@ Stages (each a ``tools/*.py`` subprocess, so the runner's log shows):
    written by the config's ``cosub_mm.BackboneExportHook``;
 3. the accuracy of the network's submodels (blocks removed at test time),
    ``tools/analysis_tools/submodel_accuracy.py``: CSV and PNG;
-4. UperNet finetuning of the exported backbone on the real-pixel scene set
-   (``configs/demo/upernet_fashion-scenes.py``), its mIoU curve, the best and
-   worst classes and a PNG of validation scenes
-   (``tools/analysis_tools/seg_predictions.py``).
+4. UperNet finetuning of the exported backbone on the real-pixel RGB scene
+   set (``configs/demo/upernet_fashion-scenes.py``), its mIoU curve, the best
+   and worst classes, a PNG of validation scenes
+   (``tools/analysis_tools/seg_predictions.py``) and ``tools/infer.py`` on
+   one of them (an overlay with a legend).
 
 It ends with a results table, the committed study's headline beside it
 (``docs/results/fashion_mnist_summary.json``) and the paths of the
@@ -366,7 +367,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     headline = study_headline()
     print('\nThe cosub study (cosub vs its baseline, paired seeds):\n' +
           (headline or f'no committed study results ({STUDY_SUMMARY})'))
-    plots = [train_png, sub_png] + ([seg['png']] if seg else [])
+    plots = [train_png, sub_png] + ([seg['png'], seg['infer_png']]
+                                    if seg else [])
     print('\ncheckpoints:')
     for label, res in results.items():
         print(f'  {label}: {res["checkpoint"]}')
@@ -391,16 +393,10 @@ def segmentation_stage(args: argparse.Namespace, work_dir: str,
                        backbone: str, threads: int) -> dict:
     """Generate the scenes, finetune UperNet, score and draw it."""
     scenes = _abs(args.seg_data_root)
-    stamp = osp.join(scenes, '.complete')
-    wanted = f'{args.seg_num_train} {args.seg_num_val} {args.seg_size}'
-    if not (osp.isfile(stamp) and open(stamp).read() == wanted):
-        print(f'generating the scene set in {scenes}', flush=True)
-        run_or_exit([SCENES_TOOL, '--out-dir', scenes, '--seed', '0',
-                     '--num-train', str(args.seg_num_train),
-                     '--num-val', str(args.seg_num_val),
-                     '--size', str(args.seg_size)], threads)
-        with open(stamp, 'w') as f:
-            f.write(wanted)
+    run_or_exit([SCENES_TOOL, '--out-dir', scenes, '--seed', '0',
+                 '--num-train', str(args.seg_num_train),
+                 '--num-val', str(args.seg_num_val),
+                 '--size', str(args.seg_size), '--if-changed'], threads)
     seg_dir = osp.join(work_dir, 'upernet')
     seg_opts = {'model.backbone.init_cfg.checkpoint': backbone}
     for split in ('train', 'val', 'test'):
@@ -424,10 +420,17 @@ def segmentation_stage(args: argparse.Namespace, work_dir: str,
                                 if 'data_root' in k}), threads)
     with open(osp.join(pred_dir, 'per_class_iou.json')) as f:
         seg = json.load(f)
+    # the README's "run a trained model on your images" command, on one
+    # validation scene
+    infer_dir = osp.join(work_dir, 'infer')
+    scene = osp.join(scenes, 'images', 'validation', 'scene_00000.jpg')
+    run_or_exit(['tools/infer.py', SEG_CFG, ckpt, scene, '--out-dir',
+                 infer_dir], threads)
     last_gain = curve[-1][1] - curve[-2][1] if len(curve) > 1 else None
     seg.update(
         curve=', '.join(f'{s}: {v:.1f}' for s, v in curve),
         checkpoint=ckpt, png=osp.join(pred_dir, 'seg_predictions.png'),
+        infer_png=osp.join(infer_dir, 'scene_00000_overlay.png'),
         flat=('The mIoU curve has flattened (last evaluation '
               f'{last_gain:+.2f}).' if last_gain is not None and
               last_gain < 1.0 else 'The mIoU was still rising at the end: '

@@ -48,11 +48,13 @@ def test_demo_trains_exports_evaluates_and_reports(tmp_path):
     assert set(backbone) == {k for k in ckpt if k.startswith('backbone.')}
     for key in backbone:
         torch.testing.assert_close(backbone[key], ckpt[key])
-    assert len(summary['plots']) == 3  # training, submodels, seg scenes
+    # training, submodels, seg scenes, tools/infer.py's overlay of a scene
+    assert len(summary['plots']) == 4
+    assert summary['plots'][3].endswith('scene_00000_overlay.png')
     for png in summary['plots']:
         assert png in out
         width, height = _png_size(png)
-        assert 400 <= width <= 2000 and 300 <= height <= 1200
+        assert 400 <= width <= 2000 and 256 <= height <= 1200
     assert cosub['checkpoint'] in out
     seg = summary['seg']
     assert 0.0 <= seg['mIoU'] <= 100.0
