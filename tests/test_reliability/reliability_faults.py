@@ -11,7 +11,12 @@ normally when none is set:
   sleeps (a slow file system), so the test can SIGKILL it mid-save.
 - ``FAULT_NAN_AT_ITER=N``: before iteration N the head's weights become NaN,
   so that the loss of iteration N is NaN.
+- ``FAULT_COUNT_LOADS=FILE``: count the samples loaded (dataset
+  ``__getitem__`` calls) and write ``{"iter": i, "loads": n}`` to FILE
+  after the first training iteration this process runs (a resumed run:
+  what it loaded to get there).
 """
+import json
 import io
 import os
 import pathlib
@@ -45,10 +50,30 @@ class FaultInjectionHook(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
+        count_file = os.environ.get('FAULT_COUNT_LOADS')
+        if count_file and not os.path.exists(count_file):
+            with open(count_file, 'w') as f:
+                json.dump(dict(iter=runner.iter + 1, loads=_loads[0]), f)
         if runner.iter + 1 == _env_int('FAULT_PAUSE_AFTER_ITER'):
             pathlib.Path(_marker).touch()
             time.sleep(300)
 
+
+_loads = [0]
+
+
+def _counting(getitem):
+
+    def __getitem__(self, idx):
+        _loads[0] += 1
+        return getitem(self, idx)
+
+    return __getitem__
+
+
+if os.environ.get('FAULT_COUNT_LOADS'):
+    from mmengine.dataset import BaseDataset
+    BaseDataset.__getitem__ = _counting(BaseDataset.__getitem__)
 
 _torch_save = torch.save
 

@@ -9,6 +9,7 @@ resume the killed run wrongly (a damaged pointer, another config's model, a
 file that needs full unpickling) and check the error and that nothing in the
 work_dir was overwritten.
 """
+import json
 import os
 import os.path as osp
 import shutil
@@ -92,8 +93,15 @@ def test_resume_after_sigkill_is_bitwise_exact(killed_after_iter5, data_root,
     assert summary['rng_state'] == ['numpy', 'python', 'torch']
     assert 'train/loss' in summary['hub']
     assert_bitwise_equal(state, weights(osp.join(work_dir, 'iter_4.pth')))
-    proc = train(work_dir, data_root, resume=True)
-    assert 'resumed epoch: 0, iter: 4' in proc.stdout + proc.stderr
+    counts = str(tmp_path / 'loads.json')
+    proc = train(work_dir, data_root, resume=True, FAULT_COUNT_LOADS=counts)
+    log = proc.stdout + proc.stderr
+    assert 'resumed epoch: 0, iter: 4' in log
+    assert 'ExactResumeHook: 4 batches skipped at the sampler' in log
+    # zero replay: the 4 trained batches (one epoch end crossed) were
+    # skipped as indices; the first new iteration loaded its own batch only
+    with open(counts) as f:
+        assert json.load(f) == dict(iter=5, loads=4)
     assert_bitwise_equal(weights(osp.join(work_dir, 'iter_6.pth')),
                          reference)
     # the message hub was restored: 4 saved + 2 new losses, all equal
@@ -217,3 +225,43 @@ def test_checkpoint_of_another_config_is_refused_nothing_overwritten(
     assert 'Missing keys: none. Unexpected keys: none.' in err
     assert 'resumed epoch' not in proc.stdout
     assert_untouched(before, work_dir)
+
+
+def test_resume_at_an_epoch_end_is_exact_with_zero_replay(
+        data_root, reference, tmp_path):
+    """Checkpoint at iteration 3, the end of the first epoch: the resumed
+    run crosses that epoch end with its first new batch, as the
+    uninterrupted run did after saving."""
+    extra = ['default_hooks.checkpoint.interval=3']
+    work_dir = str(tmp_path / 'run')
+    marker = osp.join(work_dir, 'paused')
+    assert train_and_kill(work_dir, data_root, marker, extra=extra,
+                          FAULT_PAUSE_AFTER_ITER='4') == -9
+    counts = str(tmp_path / 'loads.json')
+    proc = train(work_dir, data_root, resume=True, extra=extra,
+                 FAULT_COUNT_LOADS=counts)
+    assert 'ExactResumeHook: 3 batches skipped at the sampler' in \
+        proc.stdout + proc.stderr
+    with open(counts) as f:
+        assert json.load(f) == dict(iter=4, loads=4)
+    assert_bitwise_equal(weights(osp.join(work_dir, 'iter_6.pth')),
+                         reference)
+
+
+@pytest.mark.parametrize('persistent', [False, True])
+def test_resume_with_two_workers_replays_and_is_exact(data_root, tmp_path,
+                                                      persistent):
+    """Worker processes reseed when their iterator starts and draw as they
+    load, so their position cannot be skipped to: the hook lets mmengine
+    replay the trained batches, and the run stays exact."""
+    extra = ['train_dataloader.num_workers=2',
+             f'train_dataloader.persistent_workers={persistent}']
+    ref_dir = str(tmp_path / 'reference')
+    train(ref_dir, data_root, extra=extra)
+    work_dir = str(tmp_path / 'run')
+    assert train_and_kill(work_dir, data_root, osp.join(work_dir, 'paused'),
+                          extra=extra, FAULT_PAUSE_AFTER_ITER='5') == -9
+    proc = train(work_dir, data_root, resume=True, extra=extra)
+    assert 'ExactResumeHook: 4 batches replayed' in proc.stdout + proc.stderr
+    assert_bitwise_equal(weights(osp.join(work_dir, 'iter_6.pth')),
+                         weights(osp.join(ref_dir, 'iter_6.pth')))

@@ -5,6 +5,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 
 from cosub_mm.registry import HOOKS
 
@@ -40,16 +41,62 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state['cuda'])
 
 
+def skip_batches_at_sampler(iterator: Any, batches: int) -> bool:
+    """Advance an ``IterBasedTrainLoop`` data iterator by ``batches``
+    batches of indices, loading no sample.
+
+    The batch sampler is asked for its index batches (cheap: index
+    arithmetic) and nothing is fetched. An epoch end met on the way is
+    crossed as mmengine's ``_InfiniteDataloaderIterator`` crosses it
+    (``set_epoch`` of the next epoch, a new loader iterator); an epoch end
+    right at the saved position is left to the first new batch, as in the
+    uninterrupted run (its new loader iterator draws from torch's RNG after
+    the checkpoint).
+
+    Only a loader without worker processes can be skipped this way: a
+    worker iterator prefetches batches when it is created, and the workers'
+    own RNGs would miss the draws of the skipped samples.
+
+    Args:
+        iterator: The loop's ``dataloader_iterator``.
+        batches (int): Batches to skip (the saved iteration).
+
+    Returns:
+        bool: False (nothing done) when the loader cannot be skipped here.
+    """
+    loader = getattr(iterator, '_dataloader', None)
+    inner = getattr(iterator, '_iterator', None)
+    if loader is None or loader.num_workers != 0 or \
+            not hasattr(inner, '_next_index') or \
+            getattr(inner, '_sampler_iter', None) is None:
+        return False
+    sampler = getattr(loader.batch_sampler, 'sampler', loader.sampler)
+    for _ in range(batches):
+        try:
+            iterator._iterator._next_index()
+        except StopIteration:
+            iterator._epoch += 1
+            if hasattr(sampler, 'set_epoch'):
+                sampler.set_epoch(iterator._epoch)
+            iterator._iterator = iter(loader)
+            iterator._iterator._next_index()
+    return True
+
+
 class _RestoreAfterSkip:
     """Wraps the train loop's data iterator: after the ``skip`` batches that
-    ``IterBasedTrainLoop`` replays on resume, restore the saved RNG state
-    just before the first new batch is loaded."""
+    ``IterBasedTrainLoop`` advances on resume, restore the saved RNG state
+    just before the first new batch is loaded. With ``replayed=False`` the
+    skipped batches were already skipped at the sampler
+    (:func:`skip_batches_at_sampler`) and the loop's advancing loads
+    nothing."""
 
-    def __init__(self, iterator: Any, skip: int,
-                 state: Dict[str, Any]) -> None:
+    def __init__(self, iterator: Any, skip: int, state: Dict[str, Any],
+                 replayed: bool = True) -> None:
         self._iterator = iterator
         self._skip = skip
         self._state: Optional[Dict[str, Any]] = state
+        self._replayed = replayed
 
     def __iter__(self) -> '_RestoreAfterSkip':
         return self
@@ -59,6 +106,8 @@ class _RestoreAfterSkip:
             set_rng_state(self._state)
             self._state = None
         self._skip -= 1
+        if self._skip >= 0 and not self._replayed:
+            return None  # IterBasedTrainLoop discards the skipped batches
         return next(self._iterator)
 
     def __getattr__(self, name: str) -> Any:
@@ -78,8 +127,15 @@ class ExactResumeHook(Hook):
     augmentations of the data pipeline (``numpy``, ``random``), so a resumed
     run drifts away from an uninterrupted one. With this hook the resumed
     run is identical, bit for bit, on a deterministic set-up (CPU, fixed
-    seed, ``num_workers=0``: with worker processes each worker reseeds from
-    the torch RNG when its iterator starts, which this hook does not see).
+    seed; the matrix of loops, workers and processes is in
+    ``docs/reliability.md``).
+
+    ``IterBasedTrainLoop`` reaches the saved position by loading every
+    batch already trained (mmengine#1520). Where the loader has no worker
+    processes the hook skips those batches at the sampler instead
+    (:func:`skip_batches_at_sampler`: their indices are drawn, no sample is
+    loaded), so the time to resume does not grow with the position; a
+    loader with workers is replayed, which keeps it exact.
 
     Validation during training draws from the same RNGs (a data loader
     iterator draws its base seed from torch's RNG even without workers), and
@@ -91,13 +147,19 @@ class ExactResumeHook(Hook):
     tensors and plain Python values, so the checkpoint stays loadable with
     weights-only unpickling; only a resume uses them.
 
+    Args:
+        skip_at_sampler (bool): Skip the trained batches at the sampler
+            where the loader allows it, instead of mmengine's replay.
+            Defaults to True.
+
     Example:
         >>> custom_hooks = [dict(type='cosub_mm.ExactResumeHook')]
     """
 
     priority = 'VERY_LOW'
 
-    def __init__(self) -> None:
+    def __init__(self, skip_at_sampler: bool = True) -> None:
+        self.skip_at_sampler = skip_at_sampler
         self._resumed_state: Optional[Dict[str, Any]] = None
         self._val_state: Optional[Dict[str, Any]] = None
 
@@ -131,10 +193,21 @@ class ExactResumeHook(Hook):
             # after_load_checkpoint) starting a new run: keep the seed
             return
         if hasattr(loop, 'dataloader_iterator'):
-            # IterBasedTrainLoop replays ``loop.iter`` batches after
-            # before_train; restore the state only after that replay.
+            # IterBasedTrainLoop advances ``loop.iter`` batches after
+            # before_train: skip them at the sampler where the loader
+            # allows (nothing is loaded), else let it replay them; restore
+            # the state just before the first new batch.
+            skipped = self.skip_at_sampler and skip_batches_at_sampler(
+                loop.dataloader_iterator, loop.iter)
+            print_log(
+                f'ExactResumeHook: {loop.iter} batches skipped at the '
+                'sampler, none loaded' if skipped else
+                f'ExactResumeHook: {loop.iter} batches replayed (a loader '
+                'with worker processes is replayed to stay exact)',
+                logger='current')
             loop.dataloader_iterator = _RestoreAfterSkip(
-                loop.dataloader_iterator, loop.iter, state)
+                loop.dataloader_iterator, loop.iter, state,
+                replayed=not skipped)
         else:
             # EpochBasedTrainLoop starts a new epoch: restore now.
             set_rng_state(state)
