@@ -37,10 +37,11 @@ def train_args(work_dir: str, data_root: str,
 
 def train(work_dir: str, data_root: str, resume: bool = False,
           check: bool = True, extra: Optional[List[str]] = None,
+          config: str = COSUB_CFG,
           **faults: str) -> subprocess.CompletedProcess:
-    """Run ``tools/train.py`` on the tiny cosub config to completion
-    (``extra``: more ``--cfg-options``)."""
-    args = train_args(work_dir, data_root, extra)
+    """Run ``tools/train.py`` on the tiny cosub config (or ``config``) to
+    completion (``extra``: more ``--cfg-options``)."""
+    args = train_args(work_dir, data_root, extra, config)
     if resume:
         args.insert(2, '--resume')
     return run_tool(args, env=fault_env(**faults), check=check)
@@ -48,7 +49,7 @@ def train(work_dir: str, data_root: str, resume: bool = False,
 
 def train_and_kill(work_dir: str, data_root: str, marker: str,
                    timeout: float = 120, extra: Optional[List[str]] = None,
-                   **faults: str) -> int:
+                   config: str = COSUB_CFG, **faults: str) -> int:
     """Start training, SIGKILL it once the fault touches ``marker``.
 
     Returns:
@@ -58,7 +59,8 @@ def train_and_kill(work_dir: str, data_root: str, marker: str,
     # a file, not a pipe: a full pipe would block the child before the fault
     with tempfile.TemporaryFile('w+') as log:
         proc = subprocess.Popen(
-            [sys.executable] + train_args(work_dir, data_root, extra),
+            [sys.executable] + train_args(work_dir, data_root, extra,
+                                          config),
             cwd=REPO,
             env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
         deadline = time.time() + timeout

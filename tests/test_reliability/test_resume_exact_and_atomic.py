@@ -265,3 +265,74 @@ def test_resume_with_two_workers_replays_and_is_exact(data_root, tmp_path,
     assert 'ExactResumeHook: 4 batches replayed' in proc.stdout + proc.stderr
     assert_bitwise_equal(weights(osp.join(work_dir, 'iter_6.pth')),
                          weights(osp.join(ref_dir, 'iter_6.pth')))
+
+
+def test_upernet_with_infinite_sampler_resumes_exactly_with_zero_replay(
+        seg_data_root, tmp_path):
+    """The ADE20k configs' kind of run: iteration-based, InfiniteSampler,
+    cosub during finetuning, random resize/crop/flip."""
+    config = osp.join(osp.dirname(COSUB_CFG), 'cosub_tiny_upernet.py')
+    ref_dir = str(tmp_path / 'reference')
+    train(ref_dir, seg_data_root, config=config)
+    work_dir = str(tmp_path / 'run')
+    assert train_and_kill(work_dir, seg_data_root,
+                          osp.join(work_dir, 'paused'), config=config,
+                          FAULT_PAUSE_AFTER_ITER='5') == -9
+    counts = str(tmp_path / 'loads.json')
+    proc = train(work_dir, seg_data_root, resume=True, config=config,
+                 FAULT_COUNT_LOADS=counts)
+    assert 'ExactResumeHook: 4 batches skipped at the sampler' in \
+        proc.stdout + proc.stderr
+    with open(counts) as f:
+        assert json.load(f) == dict(iter=5, loads=2)  # its own batch of 2
+    assert_bitwise_equal(weights(osp.join(work_dir, 'iter_6.pth')),
+                         weights(osp.join(ref_dir, 'iter_6.pth')))
+
+
+def test_two_gloo_processes_resume_each_rank_exactly(data_root, tmp_path):
+    """Ranks seeded differently (diff_rank_seed) draw differently: each
+    resumes from its own saved RNG states (a rank given rank 0's would
+    drift), with zero replay on each rank's sampler."""
+    import socket
+    import subprocess
+    import sys
+    from conftest import REPO
+
+    def dist_train(work_dir: str, resume: bool = False) -> str:
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            port = s.getsockname()[1]
+        env = fault_env()
+        env.update(PYTHON=sys.executable, PORT=str(port),
+                   OMP_NUM_THREADS='1')
+        args = train_args(work_dir, data_root,
+                          ['randomness.diff_rank_seed=True'])
+        args[0:1] = ['bash', 'tools/dist_train.sh']
+        args.insert(3, '2')
+        if resume:
+            args.insert(4, '--resume')
+        proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=300)
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0, log[-4000:]
+        return log
+
+    ref_dir = str(tmp_path / 'reference')
+    dist_train(ref_dir)
+    from cosub_mm.fileio import safe_load
+    meta = safe_load(osp.join(ref_dir, 'iter_4.pth'))['meta']
+    ranks = meta['rng_state_ranks']
+    assert len(ranks) == 2
+    assert not torch.equal(ranks[0]['torch'], ranks[1]['torch'])
+    # resume from the reference's own iteration-4 checkpoint
+    work_dir = str(tmp_path / 'run')
+    os.makedirs(work_dir)
+    shutil.copyfile(osp.join(ref_dir, 'iter_4.pth'),
+                    osp.join(work_dir, 'iter_4.pth'))
+    with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
+        f.write(osp.join(work_dir, 'iter_4.pth'))
+    log = dist_train(work_dir, resume=True)
+    assert log.count('ExactResumeHook: 4 batches skipped at the sampler') \
+        >= 1
+    assert_bitwise_equal(weights(osp.join(work_dir, 'iter_6.pth')),
+                         weights(osp.join(ref_dir, 'iter_6.pth')))

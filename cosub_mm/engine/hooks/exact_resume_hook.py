@@ -1,9 +1,12 @@
 """Make ``--resume`` continue a run exactly where it stopped."""
+import functools
+import logging
 import random
 from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
+from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
@@ -143,9 +146,11 @@ class ExactResumeHook(Hook):
     therefore gives validation the RNGs back as they were before it, so the
     training draws do not depend on whether and when validation ran.
 
-    The states are stored under ``checkpoint['meta']['rng_state']`` as
-    tensors and plain Python values, so the checkpoint stays loadable with
-    weights-only unpickling; only a resume uses them.
+    The states are stored under ``checkpoint['meta']['rng_state']`` (and,
+    with several processes, every rank's under ``rng_state_ranks``, each
+    rank resuming from its own) as tensors and plain Python values, so the
+    checkpoint stays loadable with weights-only unpickling; only a resume
+    uses them.
 
     Args:
         skip_at_sampler (bool): Skip the trained batches at the sampler
@@ -162,12 +167,37 @@ class ExactResumeHook(Hook):
         self.skip_at_sampler = skip_at_sampler
         self._resumed_state: Optional[Dict[str, Any]] = None
         self._val_state: Optional[Dict[str, Any]] = None
+        self._rank_states: Optional[list] = None
+
+    def before_run(self, runner: Any) -> None:
+        """With several processes, gather every rank's RNG states whenever
+        a checkpoint is saved.
+
+        ``Runner.save_checkpoint`` (and so ``before_save_checkpoint``) runs
+        on rank 0 only, but every rank's ``CheckpointHook`` calls it: the
+        wrapper gathers the states there, where all ranks pass.
+        """
+        if get_world_size() < 2:
+            return
+        save = runner.save_checkpoint
+
+        @functools.wraps(save)
+        def save_checkpoint(*args: Any, **kwargs: Any) -> Any:
+            self._rank_states = all_gather_object(self._val_state or
+                                                  get_rng_state())
+            return save(*args, **kwargs)
+
+        runner.save_checkpoint = save_checkpoint
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
-        """Store the RNG states as the next training iteration sees them.
-        """
+        """Store the RNG states as the next training iteration sees them
+        (every rank's, gathered in :meth:`before_run`'s wrapper)."""
         state = self._val_state or get_rng_state()  # save_best: in val
-        checkpoint.setdefault('meta', {})['rng_state'] = state
+        meta = checkpoint.setdefault('meta', {})
+        meta['rng_state'] = state
+        if self._rank_states is not None:
+            meta['rng_state_ranks'] = self._rank_states
+            self._rank_states = None
 
     def before_val(self, runner: Any) -> None:
         """Remember the training RNG states before validation draws."""
@@ -180,9 +210,21 @@ class ExactResumeHook(Hook):
             self._val_state = None
 
     def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
-        """Remember the saved states; they are restored in ``before_train``.
-        """
-        self._resumed_state = checkpoint.get('meta', {}).get('rng_state')
+        """Remember this rank's saved states; they are restored in
+        ``before_train``."""
+        meta = checkpoint.get('meta', {})
+        ranks = meta.get('rng_state_ranks')
+        if ranks and len(ranks) == get_world_size():
+            self._resumed_state = ranks[get_rank()]
+        else:
+            if ranks or get_world_size() > 1:
+                print_log(
+                    'ExactResumeHook: the checkpoint holds the RNG states of '
+                    f'{len(ranks or [None])} process(es), this run has '
+                    f'{get_world_size()}: every rank resumes from rank 0\'s, '
+                    'so the run is not exact', logger='current',
+                    level=logging.WARNING)
+            self._resumed_state = meta.get('rng_state')
 
     def before_train(self, runner: Any) -> None:
         """Restore the saved states once the data position is replayed."""
