@@ -66,6 +66,14 @@ TINY_OVERRIDES = {
         'model.backbone.dilations': (1, 1),
         'model.backbone.out_indices': (1, ),
     },
+    # a 2-block timm DeiT III, patch 8 on 32 px
+    'mmpretrain.TIMMBackbone': {
+        'model.backbone.img_size': 32,
+        'model.backbone.patch_size': 8,
+        'model.backbone.embed_dim': 32,
+        'model.backbone.depth': 2,
+        'model.backbone.num_heads': 2,
+    },
     # XCiT has no arch presets; patch 8 on 32 px
     'XCiT': {
         'model.backbone.embed_dims': 32,
@@ -378,7 +386,9 @@ def test_shrink_trains_other_backbone_families_without_overrides(
 # Recipe fidelity against facebookresearch/deit (README_revenge.md commands,
 # main.py defaults, models_v2.py): values transcribed from there.
 # ---------------------------------------------------------------------------
-DEIT3_CONFIGS = [p for p in CONFIGS if 'deit3-' in osp.basename(p)]
+DEIT3_CONFIGS = [p for p in CONFIGS if 'deit3-' in osp.basename(p)
+                 and 'timm-' not in osp.basename(p)]
+TIMM_CONFIGS = [p for p in CONFIGS if 'timm-' in osp.basename(p)]
 # models_v2.py vit_models(init_scale=1e-4): the LayerScale init of DeiT III
 DEIT3_LAYER_SCALE = 1e-4
 FINETUNES_224 = [p for p in CONFIGS if '_in1k-192px-pre_' in osp.basename(p)]
@@ -416,6 +426,32 @@ def _from_checkpoint(cfg) -> bool:
     inits = [cfg.model.get('init_cfg'), cfg.model.backbone.get('init_cfg')]
     return any(isinstance(i, dict) and i.get('type') == 'Pretrained'
                for i in inits)
+
+
+@pytest.mark.parametrize('path', TIMM_CONFIGS, ids=osp.basename)
+def test_timm_deit3_config_inits_layer_scale_and_linears_as_the_authors(
+        path):
+    """timm initialises its own ViT (the config's mmpretrain init_cfg is
+    dropped): Linears trunc-normal(0.02) with bias 0 and, through
+    ``init_values``, LayerScale 1e-4 as models_v2.py."""
+    from mmpretrain.registry import MODELS
+    cfg = Config.fromfile(path)
+    assert cfg.model.backbone.type == 'mmpretrain.TIMMBackbone'
+    assert cfg.model.get('init_cfg') is None
+    for key, value in TINY_OVERRIDES['mmpretrain.TIMMBackbone'].items():
+        cfg.model.backbone[key.split('.')[-1]] = value
+    cfg.model.head.in_channels = 32
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    vit = model.backbone.timm_model
+    gammas = [m.gamma for n, m in vit.named_modules()
+              if type(m).__name__ == 'LayerScale']
+    assert len(gammas) == 4  # 2 blocks x (attention, MLP)
+    assert all(torch.all(g == DEIT3_LAYER_SCALE) for g in gammas)
+    fc = vit.blocks[1].mlp.fc1
+    assert abs(fc.weight.std().item() - 0.02) < 0.003
+    assert torch.all(fc.bias == 0)
 
 
 @pytest.mark.parametrize('path', DEIT3_CONFIGS, ids=osp.basename)

@@ -65,6 +65,8 @@ ARMS = (('cosub', 'plain'), ('baseline', 'plain'), ('random', 'plain'),
 
 REGIMES: Dict[str, dict] = {
     # cls: the classification study's regime whose headline runs are used
+    'n1000': dict(cls='n1000', iters=600, seeds=(0, 1, 2),
+                  max_doublings=2),
     'n5000': dict(cls='n5000', iters=600, seeds=(0, 1, 2),
                   max_doublings=2),
     'quick': dict(cls='quick', iters=10, seeds=(0, 1), max_doublings=0,
