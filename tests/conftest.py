@@ -21,6 +21,16 @@ def tool_env(**extra: str) -> dict:
     return runs.tool_env(**extra)
 
 
+def load_tool(path: str):
+    """Import a ``tools/`` script as a module (they are not a package)."""
+    import importlib.util
+    name = osp.splitext(osp.basename(path))[0] + '_tool'
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_tool(args: List[str], timeout: float = 300,
              env: Optional[dict] = None,
              check: bool = True) -> subprocess.CompletedProcess:

@@ -5,7 +5,6 @@ UperNet finetunes from the demo ViT and tools/test.py --tta/--show-dir work.
 """
 import copy
 import glob
-import importlib.util
 import os.path as osp
 import re
 
@@ -19,7 +18,7 @@ from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
 from PIL import Image
 
 import cosub_mm  # noqa: F401
-from conftest import REPO, run_tool, tool_env
+from conftest import REPO, load_tool, run_tool, tool_env
 
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'upernet', '*.py')))
 DEMO_CFG = osp.join(REPO, 'configs', 'demo', 'upernet_fashion-scenes.py')
@@ -48,9 +47,7 @@ def _kind(cfg: Config) -> str:
 def _scenes(root: str) -> str:
     path = osp.join(REPO, 'tools', 'dataset_converters',
                     'make_fashion_scenes.py')
-    spec = importlib.util.spec_from_file_location('mfs', path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool(path)
     tool.make_fashion_scenes(root, seed=0, num_train=6, num_val=3, size=64,
                              fashion_root=osp.join(REPO, 'data',
                                                    'fashion_mnist'),

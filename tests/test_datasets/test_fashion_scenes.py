@@ -1,6 +1,5 @@
 """FashionScenesDataset: ADE20k-style, own classes, reduce_zero_label."""
 import glob
-import importlib.util
 import os.path as osp
 
 import numpy as np
@@ -9,16 +8,14 @@ from mmengine.registry import DefaultScope
 from PIL import Image
 
 import cosub_mm  # noqa: F401
-from conftest import REPO
+from conftest import REPO, load_tool
 
 TOOL = osp.join(REPO, 'tools', 'dataset_converters', 'make_fashion_scenes.py')
 
 
 @pytest.fixture(scope='module')
 def cli_root(tmp_path_factory) -> str:
-    spec = importlib.util.spec_from_file_location('mfs', TOOL)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool(TOOL)
     root = str(tmp_path_factory.mktemp('scenes'))
     tool.make_fashion_scenes(root, seed=0, num_train=1, num_val=2, size=48,
                              fashion_root=osp.join(REPO, 'data',

@@ -227,24 +227,36 @@ def test_checkpoint_of_another_config_is_refused_nothing_overwritten(
     assert_untouched(before, work_dir)
 
 
+def _resume_from(run_dir: str, at: int, to: str, data_root: str,
+                 **train_kwargs) -> tuple:
+    """Resume a copy of ``run_dir``'s iteration-``at`` checkpoint in
+    ``to`` (the checkpoint is what a run killed later would have left);
+    return the log and ``{'iter', 'loads'}`` of the first new iteration."""
+    os.makedirs(to)
+    ckpt = osp.join(to, f'iter_{at}.pth')
+    shutil.copyfile(osp.join(run_dir, f'iter_{at}.pth'), ckpt)
+    with open(osp.join(to, 'last_checkpoint'), 'w') as f:
+        f.write(ckpt)
+    counts = osp.join(to, 'loads.json')
+    proc = train(to, data_root, resume=True, FAULT_COUNT_LOADS=counts,
+                 **train_kwargs)
+    with open(counts) as f:
+        return proc.stdout + proc.stderr, json.load(f)
+
+
 def test_resume_at_an_epoch_end_is_exact_with_zero_replay(
         data_root, reference, tmp_path):
     """Checkpoint at iteration 3, the end of the first epoch: the resumed
     run crosses that epoch end with its first new batch, as the
     uninterrupted run did after saving."""
     extra = ['default_hooks.checkpoint.interval=3']
-    work_dir = str(tmp_path / 'run')
-    marker = osp.join(work_dir, 'paused')
-    assert train_and_kill(work_dir, data_root, marker, extra=extra,
-                          FAULT_PAUSE_AFTER_ITER='4') == -9
-    counts = str(tmp_path / 'loads.json')
-    proc = train(work_dir, data_root, resume=True, extra=extra,
-                 FAULT_COUNT_LOADS=counts)
-    assert 'ExactResumeHook: 3 batches skipped at the sampler' in \
-        proc.stdout + proc.stderr
-    with open(counts) as f:
-        assert json.load(f) == dict(iter=4, loads=4)
-    assert_bitwise_equal(weights(osp.join(work_dir, 'iter_6.pth')),
+    ref_dir = str(tmp_path / 'every3')
+    train(ref_dir, data_root, extra=extra)
+    log, loads = _resume_from(ref_dir, 3, str(tmp_path / 'run'), data_root,
+                              extra=extra)
+    assert 'ExactResumeHook: 3 batches skipped at the sampler' in log
+    assert loads == dict(iter=4, loads=4)
+    assert_bitwise_equal(weights(str(tmp_path / 'run' / 'iter_6.pth')),
                          reference)
 
 
@@ -258,12 +270,10 @@ def test_resume_with_two_workers_replays_and_is_exact(data_root, tmp_path,
              f'train_dataloader.persistent_workers={persistent}']
     ref_dir = str(tmp_path / 'reference')
     train(ref_dir, data_root, extra=extra)
-    work_dir = str(tmp_path / 'run')
-    assert train_and_kill(work_dir, data_root, osp.join(work_dir, 'paused'),
-                          extra=extra, FAULT_PAUSE_AFTER_ITER='5') == -9
-    proc = train(work_dir, data_root, resume=True, extra=extra)
-    assert 'ExactResumeHook: 4 batches replayed' in proc.stdout + proc.stderr
-    assert_bitwise_equal(weights(osp.join(work_dir, 'iter_6.pth')),
+    log, _ = _resume_from(ref_dir, 4, str(tmp_path / 'run'), data_root,
+                          extra=extra)  # (workers load in their processes)
+    assert 'ExactResumeHook: 4 batches replayed' in log
+    assert_bitwise_equal(weights(str(tmp_path / 'run' / 'iter_6.pth')),
                          weights(osp.join(ref_dir, 'iter_6.pth')))
 
 
@@ -274,18 +284,11 @@ def test_upernet_with_infinite_sampler_resumes_exactly_with_zero_replay(
     config = osp.join(osp.dirname(COSUB_CFG), 'cosub_tiny_upernet.py')
     ref_dir = str(tmp_path / 'reference')
     train(ref_dir, seg_data_root, config=config)
-    work_dir = str(tmp_path / 'run')
-    assert train_and_kill(work_dir, seg_data_root,
-                          osp.join(work_dir, 'paused'), config=config,
-                          FAULT_PAUSE_AFTER_ITER='5') == -9
-    counts = str(tmp_path / 'loads.json')
-    proc = train(work_dir, seg_data_root, resume=True, config=config,
-                 FAULT_COUNT_LOADS=counts)
-    assert 'ExactResumeHook: 4 batches skipped at the sampler' in \
-        proc.stdout + proc.stderr
-    with open(counts) as f:
-        assert json.load(f) == dict(iter=5, loads=2)  # its own batch of 2
-    assert_bitwise_equal(weights(osp.join(work_dir, 'iter_6.pth')),
+    log, loads = _resume_from(ref_dir, 4, str(tmp_path / 'run'),
+                              seg_data_root, config=config)
+    assert 'ExactResumeHook: 4 batches skipped at the sampler' in log
+    assert loads == dict(iter=5, loads=2)  # its own batch of 2
+    assert_bitwise_equal(weights(str(tmp_path / 'run' / 'iter_6.pth')),
                          weights(osp.join(ref_dir, 'iter_6.pth')))
 
 

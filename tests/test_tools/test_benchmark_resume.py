@@ -1,19 +1,15 @@
 """tools/analysis_tools/benchmark_resume.py: the run it resumes."""
-import importlib.util
 import os.path as osp
 
 from mmengine.config import Config
 
-from conftest import REPO
+from conftest import REPO, load_tool
 
 TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'benchmark_resume.py')
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location('benchmark_resume', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(TOOL)
 
 
 def test_both_modes_are_the_demo_run_with_exact_resume(tmp_path):

@@ -1,6 +1,5 @@
 """tools/analysis_tools/benchmark_train_step.py --timm: timm's DeiT III in
 mmpretrain's TIMMBackbone, measured with its efficient twin."""
-import importlib.util
 import json
 import math
 import os.path as osp
@@ -8,16 +7,13 @@ import os.path as osp
 import pytest
 
 import cosub_mm  # noqa: F401  (before timm: the torchvision fix)
-from conftest import REPO, run_tool
+from conftest import REPO, load_tool, run_tool
 
 TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'benchmark_train_step.py')
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location('bench_timm', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(TOOL)
 
 
 def test_timm_variants_build_timm_blocks_and_their_twins():

@@ -1,5 +1,4 @@
 """tools/model_converters/deit_to_mmpretrain.py on a synthetic DeiT III."""
-import importlib.util
 import os
 import os.path as osp
 import sys
@@ -10,17 +9,14 @@ import torch
 from mmengine.registry import DefaultScope
 
 import cosub_mm  # noqa: F401
-from conftest import REPO
+from conftest import REPO, load_tool
 
 TOOL = osp.join(REPO, 'tools', 'model_converters', 'deit_to_mmpretrain.py')
 DIM, DEPTH, MLP, PATCH, IMG, CLASSES = 32, 2, 64, 16, 32, 10
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location('d2m', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(TOOL)
 
 
 def timm_deit3_state_dict() -> 'OrderedDict[str, torch.Tensor]':

@@ -1,5 +1,4 @@
 """tools/infer.py: the demo models on image files, folders and globs."""
-import importlib.util
 import json
 import os.path as osp
 
@@ -12,7 +11,7 @@ from PIL import Image
 
 import cosub_mm  # noqa: F401
 from cosub_mm.datasets import FashionScenesDataset
-from conftest import REPO, run_tool
+from conftest import REPO, load_tool, run_tool
 
 TOOL = osp.join(REPO, 'tools', 'infer.py')
 CLS_CFG = osp.join(
@@ -25,10 +24,7 @@ FASHION = osp.join(REPO, 'data', 'fashion_mnist')
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location('infer_tool', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(TOOL)
 
 
 @pytest.fixture(scope='module')

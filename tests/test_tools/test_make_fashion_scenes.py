@@ -1,6 +1,5 @@
 """tools/dataset_converters/make_fashion_scenes.py: the fashion-scenes set."""
 import glob
-import importlib.util
 import os.path as osp
 
 import numpy as np
@@ -8,17 +7,14 @@ import pytest
 from PIL import Image
 
 import cosub_mm  # noqa: F401
-from conftest import REPO, run_tool
+from conftest import REPO, load_tool, run_tool
 
 TOOL = osp.join(REPO, 'tools', 'dataset_converters', 'make_fashion_scenes.py')
 FASHION = osp.join(REPO, 'data', 'fashion_mnist')
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location('mfs', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(TOOL)
 
 
 @pytest.fixture(scope='module')

@@ -5,7 +5,6 @@ random weights, are converted and loaded ``strict=True`` into timm models
 built without pretrained weights; timm's logits must equal ours. The round
 trip timm -> ours -> timm must give timm's keys and values back bit for bit.
 """
-import importlib.util
 import logging
 import os
 import os.path as osp
@@ -24,7 +23,7 @@ import cosub_mm  # noqa: F401  (the stack fixes, DeiT III's ln2 among them)
 from cosub_mm.engine.hooks import BackboneExportHook
 from cosub_mm.fileio import UnsafeCheckpointError
 from cosub_mm.registry import MODELS
-from conftest import REPO
+from conftest import REPO, load_tool
 
 try:
     import timm
@@ -44,10 +43,7 @@ DEMO_SEG = 'configs/demo/upernet_fashion-scenes.py'
 
 
 def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(path)
 
 
 @pytest.fixture(scope='module')

@@ -3,7 +3,6 @@
 AmpOptimWrapper itself needs a GPU, so these tests check the config that
 ``merge_args`` hands to the Runner, against mmengine's own class.
 """
-import importlib.util
 import inspect
 import os.path as osp
 import sys
@@ -12,7 +11,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.optim import AmpOptimWrapper
 
-from conftest import REPO, TEST_CONFIGS
+from conftest import REPO, TEST_CONFIGS, load_tool
 
 TOOL = osp.join(REPO, 'tools', 'train.py')
 CLS_CFG = osp.join(TEST_CONFIGS, 'tiny_cls.py')
@@ -20,10 +19,7 @@ CLS_CFG = osp.join(TEST_CONFIGS, 'tiny_cls.py')
 
 @pytest.fixture(scope='module')
 def train_tool():
-    spec = importlib.util.spec_from_file_location('train_tool', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(TOOL)
 
 
 def _merged(train_tool, monkeypatch, tmp_path, *flags: str,
