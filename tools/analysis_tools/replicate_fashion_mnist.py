@@ -435,7 +435,7 @@ def regime_summary(plan: Plan) -> Tuple[List[str], Optional[dict]]:
                       f'{a["val_top1"]:.2f} → {b["val_top1"]:.2f} '
                       f'({b["val_top1"] - a["val_top1"]:+.2f}), test '
                       f'{a["test_top1"]:.2f} → {b["test_top1"]:.2f}')
-        if plan.length is None or length >= plan.length:
+        if plan.length is not None and length >= plan.length:
             break
         length *= 2
     lines += ['Convergence of the chosen baseline (doubling its length must '

@@ -84,19 +84,24 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
           f"best class {result['best']} {per_class[result['best']]:.2f}, "
           f"worst {result['worst']} {per_class[result['worst']]:.2f}")
     if shown:
-        plot(shown, classes, osp.join(args.out_dir, 'seg_predictions.png'))
+        plot(shown, classes, osp.join(args.out_dir, 'seg_predictions.png'),
+             dataset.metainfo.get('palette'))
     return result
 
 
-def plot(shown, classes, png: str) -> None:
-    """Image, ground truth and prediction of each shown scene."""
+def plot(shown, classes, png: str, palette=None) -> None:
+    """Image, ground truth and prediction of each shown scene, in the
+    dataset's palette (the colours of mmseg's visualiser and of
+    ``tools/infer.py``) when it has one."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
     from PIL import Image
-    colours = plt.get_cmap('tab20')(np.arange(len(classes)) % 20)
+    colours = (np.asarray(palette, np.float64)[:len(classes)] / 255
+               if palette is not None and len(palette) >= len(classes) else
+               plt.get_cmap('tab20')(np.arange(len(classes)) % 20))
     cmap = ListedColormap(colours)
     fig, axes = plt.subplots(len(shown), 3, figsize=(7.5, 2.3 * len(shown)),
                              dpi=110, squeeze=False)
