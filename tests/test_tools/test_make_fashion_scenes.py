@@ -107,20 +107,31 @@ def test_read_idx_rejects_other_files(tmp_path):
 
 
 def test_if_changed_rewrites_only_a_different_or_unfinished_set(tmp_path):
+    tool = _tool()
     root = str(tmp_path / 'scenes')
+    params = dict(seed=1, num_train=2, num_val=1, size=32)
+    assert not tool.is_complete(root, **params)
+    tool.make_fashion_scenes(root, fashion_root=FASHION,
+                             show_progress=False, **params)
+    assert tool.is_complete(root, **params)
+    assert not tool.is_complete(root, **dict(params, size=40))
+    # the command line writes nothing for a finished set of its parameters
     args = [TOOL, '--out-dir', root, '--seed', '1', '--num-train', '2',
             '--num-val', '1', '--size', '32', '--if-changed']
-    assert 'wrote 2 training' in run_tool(args).stdout
     assert 'up to date' in run_tool(args).stdout
-    # another size: rewritten
-    bigger = args[:-2] + ['40', '--if-changed']
-    assert 'wrote 2 training' in run_tool(bigger).stdout
-    first = sorted(glob.glob(osp.join(root, 'images', 'training', '*.jpg')))
-    assert Image.open(first[0]).size == (40, 40)
-    # a set whose stamp is gone (interrupted write, older format): rewritten
+    # a set whose stamp is of an older format (or gone): not complete
     stamp = osp.join(root, '.complete')
     with open(stamp) as f:
         assert '"format": 2' in f.read()
     with open(stamp, 'w') as f:
         f.write('{"format": 1}')
-    assert 'wrote 2 training' in run_tool(bigger).stdout
+    assert not tool.is_complete(root, **params)
+    # a rewrite removes the stamp first: interrupted, it stays incomplete
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    tool.write_split, original = interrupted, tool.write_split
+    with pytest.raises(KeyboardInterrupt):
+        tool.make_fashion_scenes(root, fashion_root=FASHION,
+                                 show_progress=False, **params)
+    tool.write_split = original
+    assert not osp.exists(stamp)
