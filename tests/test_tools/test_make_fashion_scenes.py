@@ -127,6 +127,7 @@ def test_if_changed_rewrites_only_a_different_or_unfinished_set(tmp_path):
         f.write('{"format": 1}')
     assert not tool.is_complete(root, **params)
     # a rewrite removes the stamp first: interrupted, it stays incomplete
+
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
     tool.write_split, original = interrupted, tool.write_split
