@@ -1,6 +1,6 @@
 """Small helpers shared by ``tools/train.py`` and ``tools/test.py``."""
 import os.path as osp
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from mmengine.config import Config
 from torch import nn
@@ -127,7 +127,7 @@ def _listing(title: str, keys: List[str], limit: int = 10) -> str:
     return f'\n  {title} ({len(keys)}): {", ".join(keys[:limit])}{more}'
 
 
-def check_checkpoint_matches(model: nn.Module, filename: str) -> None:
+def check_checkpoint_matches(model: nn.Module, filename: str) -> Any:
     """Refuse a checkpoint whose weights do not fit ``model``.
 
     mmengine loads ``load_from`` non-strictly and only logs a warning, so a
@@ -138,6 +138,9 @@ def check_checkpoint_matches(model: nn.Module, filename: str) -> None:
         model (nn.Module): The model to evaluate (a wrapper's ``module`` is
             used).
         filename (str): Path or URL of the checkpoint.
+
+    Returns:
+        The loaded checkpoint, for callers that read more of it (its meta).
 
     Raises:
         ValueError: Naming the file and listing the missing keys, the
@@ -168,3 +171,4 @@ def check_checkpoint_matches(model: nn.Module, filename: str) -> None:
             _listing('missing keys', missing) +
             _listing('unexpected keys', unexpected) +
             _listing('shape mismatches (checkpoint vs model)', shapes))
+    return checkpoint

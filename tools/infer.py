@@ -131,12 +131,10 @@ def model_channels(model) -> int:
     return 3 if mean is None else int(mean.numel())
 
 
-def dataset_meta(cfg, checkpoint: str) -> dict:
-    """Class names (and palette) of the checkpoint, else of the config's
-    test dataset."""
+def dataset_meta(cfg, ckpt) -> dict:
+    """Class names (and palette) of the loaded checkpoint ``ckpt``, else of
+    the config's test dataset."""
     from mmengine.registry import DATASETS
-    from mmengine.runner.checkpoint import CheckpointLoader
-    ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
     meta = (ckpt.get('meta') or {}).get('dataset_meta') or {} \
         if isinstance(ckpt, dict) else {}
     if meta.get('classes'):
@@ -182,9 +180,9 @@ def classify(cfg, args: argparse.Namespace, paths: Sequence[str],
     # checkpoint of another config instead of running half-random weights
     inferencer = ImageClassificationInferencer(
         model=cfg, pretrained=args.checkpoint, device=args.device)
-    check_checkpoint_matches(inferencer.model, args.checkpoint)
+    ckpt = check_checkpoint_matches(inferencer.model, args.checkpoint)
     inferencer.classes = inferencer.classes or dataset_meta(
-        cfg, args.checkpoint).get('classes')
+        cfg, ckpt).get('classes')
     images = _readable(paths, model_channels(inferencer.model), failed)
     pipeline = cfg.test_dataloader.dataset.pipeline
     size = cfg.model.backbone.get('img_size')
@@ -263,8 +261,8 @@ def segment(cfg, args: argparse.Namespace, paths: Sequence[str],
                          'and overlays: give --out-dir')
     inferencer = MMSegInferencer(model=cfg, weights=args.checkpoint,
                                  device=args.device)
-    check_checkpoint_matches(inferencer.model, args.checkpoint)
-    meta = dataset_meta(cfg, args.checkpoint)
+    ckpt = check_checkpoint_matches(inferencer.model, args.checkpoint)
+    meta = dataset_meta(cfg, ckpt)
     # mmseg's visualize passes the model's dataset_meta as keywords of
     # set_dataset_meta: classes and palette only
     inferencer.model.dataset_meta = dict(classes=meta['classes'],
