@@ -1,5 +1,4 @@
 """Shared fixtures: the repo root, tool runners and tiny generated data sets."""
-import contextlib
 import os
 import os.path as osp
 import subprocess
@@ -125,17 +124,15 @@ def cosub_loss_and_grads(model, img: int, num_classes: int, seed: int = 3):
 
 
 @pytest.fixture
-def trackers(monkeypatch):
-    """The CopyTrackers the cosub step opens, in order."""
+def plans(monkeypatch):
+    """The SubmodelPlans the cosub steps draw, in order."""
     from cosub_mm.models import cosub_step
-    from cosub_mm.models.drop_path import shared_copies
-    opened = []
+    drawn = []
+    draw = cosub_step.draw_submodel_plan
 
-    @contextlib.contextmanager
-    def recording(k):
-        with shared_copies(k) as tracker:
-            opened.append(tracker)
-            yield tracker
+    def recording(*args, **kwargs):
+        drawn.append(draw(*args, **kwargs))
+        return drawn[-1]
 
-    monkeypatch.setattr(cosub_step, 'shared_copies', recording)
-    return opened
+    monkeypatch.setattr(cosub_step, 'draw_submodel_plan', recording)
+    return drawn

@@ -5,20 +5,22 @@ Touvron et al., *Co-training 2^L Submodels for Visual Recognition*, CVPR
 per-sample stochastic depth makes each copy a different random submodel, and
 the k outputs are scored with :class:`~cosub_mm.models.CosubLoss`.
 :class:`CosubStep` holds what every cosub model needs around that: the loss,
-the check that submodels can differ, the efficient drop path and the copy
-sharing, the BatchNorm guard, the repeat/split and the agreement metric.
+the check that submodels can differ, the efficient drop path and the step's
+submodel plan (:func:`~cosub_mm.models.drop_path.draw_submodel_plan`), the
+BatchNorm guard, the repeat/split and the agreement metric.
 """
 import logging
 from contextlib import nullcontext
-from typing import ContextManager, List, Optional, Sequence
+from typing import ContextManager, Dict, List, Optional, Sequence
 
 import torch
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
-from cosub_mm.models.drop_path import (copy_sharing_blocker,
+from cosub_mm.models.drop_path import (SubmodelPlan, copy_sharing_blocker,
+                                       draw_submodel_plan,
                                        enable_efficient_drop_path,
-                                       prepare_submodels, shared_copies)
+                                       prepare_submodels)
 from cosub_mm.registry import MODELS
 
 __all__ = ['CosubStep']
@@ -43,10 +45,12 @@ class CosubStep:
             cosub_loss (dict | nn.Module): The cosub loss or its config.
             efficient_drop_path (bool): Compute each residual branch only on
                 the samples that keep it
-                (:func:`~cosub_mm.models.drop_path.enable_efficient_drop_path`).
+                (:func:`~cosub_mm.models.drop_path.enable_efficient_drop_path`),
+                following a plan drawn once per step.
             share_copies (bool): With ``efficient_drop_path``, compute a
                 branch once for an image whose k copies are still identical
-                (:func:`~cosub_mm.models.drop_path.shared_copies`).
+                (twins of the :class:`~cosub_mm.models.drop_path.
+                SubmodelPlan`).
         """
         owner = type(self).__name__
         if not isinstance(cosub_loss, nn.Module):
@@ -55,27 +59,49 @@ class CosubStep:
         prepare_submodels(owner, self.backbone)
         if efficient_drop_path:
             enable_efficient_drop_path(self.backbone)
+        self.efficient_drop_path = efficient_drop_path
         self.share_copies = efficient_drop_path and share_copies
         self._sharing_blocker: Optional[str] = None
+        #: the plan of the last planned training step
+        self.last_plan: Optional[SubmodelPlan] = None
 
     @property
     def num_submodels(self) -> int:
         """Number k of submodels trained per image."""
         return self.cosub_loss.num_submodels
 
-    def _copies_context(self, k: int) -> ContextManager:
-        """:func:`shared_copies` when sharing is on and exact, else nothing."""
-        if not self.share_copies:
+    def _submodels_context(self, inputs: Tensor, k: int) -> ContextManager:
+        """The step's submodel plan, active; nothing without one.
+
+        A plan needs the efficient drop path and drop decisions that are
+        the backbone's only randomness (else, e.g. with a dropout, each
+        branch draws its own, in the masked form's order).
+        """
+        self.last_plan = None
+        if not (self.efficient_drop_path and self.training):
             return nullcontext()
         # checked every step: hooks may raise rates or dropout later
         blocker = copy_sharing_blocker(self.backbone)
         if blocker != self._sharing_blocker and blocker is not None:
             print_log(
-                f'{type(self).__name__}: share_copies is off while {blocker} '
-                '(copies could differ outside the efficient drop path).',
+                f'{type(self).__name__}: no submodel plan (hence no sharing '
+                f'of identical copies) while {blocker}.',
                 logger='current', level=logging.WARNING)
         self._sharing_blocker = blocker
-        return nullcontext() if blocker else shared_copies(k)
+        if blocker:
+            return nullcontext()
+        self.last_plan = draw_submodel_plan(self.backbone, k * len(inputs), k,
+                                            inputs.device, self.share_copies)
+        return self.last_plan.active()
+
+    def plan_log(self) -> Dict[str, Tensor]:
+        """The last plan's summary as loggable scalars (empty without one):
+        ``submodels`` (distinct submodels trained), ``depth`` (mean fraction
+        of branches kept) and ``shared`` (fraction of kept rows reused from
+        a twin)."""
+        if self.last_plan is None:
+            return {}
+        return dict(self.last_plan.log_tensors)
 
     def _check_batch(self, inputs: Tensor) -> None:
         if inputs.shape[0] < 2 and any(
@@ -103,7 +129,7 @@ class CosubStep:
         """
         self._check_batch(inputs)
         k = self.num_submodels
-        with self._copies_context(k):
+        with self._submodels_context(inputs, k):
             return self.extract_feat(torch.cat([inputs] * k, dim=0))
 
     def split(self, outputs: Tensor) -> List[Tensor]:

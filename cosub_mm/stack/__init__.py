@@ -17,7 +17,9 @@ One module per concern:
   ``init_cfg`` lists ``dict(type='cosub_mm.DeiT3AuthorsInit')``
   (:func:`.deit3.fix_deit3_authors_init`);
 * :mod:`.input_channels`: a gray (1-channel) pretrained patch embedding
-  loaded into an RGB model and back, instead of left at random init.
+  loaded into an RGB model and back, instead of left at random init;
+* :mod:`.compile`: mmengine's ``compile = True`` with the optimizer step
+  kept out of Dynamo.
 
 Each fix is guarded so that it does nothing where it is not needed, and each
 docstring names the exact error it fixes. They must run before ``mmseg`` or
@@ -29,6 +31,7 @@ from typing import List
 from .checkpoints import (fix_atomic_checkpoints, fix_checkpoint_loading,
                           fix_history_buffer_pickling, fix_plain_checkpoints,
                           fix_resume, fix_url_checkpoint_loading)
+from .compile import fix_compiled_optimizer_step
 from .datasets import fix_empty_dataset_error
 from .deit3 import fix_deit3_authors_init, fix_deit3_ffn_norm
 from .distributed import fix_cpu_distributed
@@ -41,7 +44,8 @@ __all__ = [
     'fix_cpu_distributed', 'fix_atomic_checkpoints',
     'fix_empty_dataset_error', 'fix_url_checkpoint_loading',
     'fix_plain_checkpoints', 'fix_resume', 'fix_deit3_ffn_norm',
-    'fix_deit3_authors_init', 'fix_patch_embed_input_channels'
+    'fix_deit3_authors_init', 'fix_patch_embed_input_channels',
+    'fix_compiled_optimizer_step'
 ]
 
 # The order in which apply_all applies them.
@@ -50,7 +54,7 @@ FIXES = (fix_torchvision_cpu_ops, fix_mmcv_lite_ops,
          fix_cpu_distributed, fix_atomic_checkpoints, fix_empty_dataset_error,
          fix_url_checkpoint_loading, fix_plain_checkpoints, fix_resume,
          fix_deit3_ffn_norm, fix_deit3_authors_init,
-         fix_patch_embed_input_channels)
+         fix_patch_embed_input_channels, fix_compiled_optimizer_step)
 
 _applied: List[str] = []
 

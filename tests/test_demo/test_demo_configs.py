@@ -86,3 +86,25 @@ def test_shortened_runs_keep_warmup_a_tenth_of_the_run(length):
     assert cfg.train_cfg.max_iters == length
     assert warmup.end == cosine.begin == round(length / 10)
     assert cosine.end == length
+
+
+def test_cosub_demo_trains_with_mmengines_compile_option(tmp_path):
+    """``compile = True`` in a config (mmengine compiles ``train_step``);
+    the eager backend keeps the test to Dynamo's tracing, which is where
+    the efficient drop path could break or recompile."""
+    cfg = _cfg(COSUB_CFG, str(tmp_path / 'run'), 'compile', 2)
+    cfg.compile = dict(backend='eager')
+    cfg.model.backbone.arch.num_layers = 2  # tracing time grows with depth
+    cfg.custom_hooks = [h for h in cfg.custom_hooks
+                        if 'Export' not in h['type']]
+    torch._dynamo.reset()
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 2
+    assert getattr(runner.model.train_step, '_torchdynamo_orig_callable',
+                   None) is not None  # it was compiled
+    hub = runner.message_hub
+    # the step's submodel plan is logged: distinct submodels of 256 rows
+    submodels = hub.get_scalar('train/submodels').current()
+    assert 1 < submodels <= 16  # 2 layers, 4 branches: at most 2^4
+    assert 0.8 < hub.get_scalar('train/depth').current() < 1.0

@@ -121,8 +121,7 @@ def _assert_same_step(a, b):
 
 @pytest.mark.parametrize('name', ['deit3', 'vit-avg'])
 @pytest.mark.parametrize('share', [True, False], ids=['shared', 'unshared'])
-def test_efficient_cosub_step_equals_timms_masked_step(name, share,
-                                                       trackers):
+def test_efficient_cosub_step_equals_timms_masked_step(name, share, plans):
     masked = _cosub(name)
     efficient = _cosub(name, efficient=True, share=share)
     assert {type(b).__name__ for b in efficient.backbone.timm_model.blocks
@@ -130,15 +129,15 @@ def test_efficient_cosub_step_equals_timms_masked_step(name, share,
     for model in (masked, efficient):
         DropPathRateHook(rule='uniform').apply(model, 0.2)
     _assert_same_step(_step(masked), _step(efficient))
+    (plan, ) = plans
     if share:
-        (tracker, ) = trackers
         # seed 3 at rate 0.2: both copies keep some branches of an image
-        assert 0 < tracker.computed_rows < tracker.kept_rows
+        assert 0 < plan.computed_rows < plan.kept_rows
     else:
-        assert trackers == []
+        assert plan.computed_rows == plan.kept_rows
 
 
-def test_grad_checkpointing_turns_sharing_off_and_still_matches(trackers):
+def test_grad_checkpointing_turns_sharing_off_and_still_matches(plans):
     masked = _cosub('deit3')
     efficient = _cosub('deit3', efficient=True)
     for model in (masked, efficient):
@@ -146,7 +145,7 @@ def test_grad_checkpointing_turns_sharing_off_and_still_matches(trackers):
     assert copy_sharing_blocker(efficient.backbone) == (
         'timm_model uses activation checkpointing (grad_checkpointing)')
     _assert_same_step(_step(masked), _step(efficient))
-    assert trackers == []  # no shared copies: the replay could not share
+    assert plans == []  # no plan: the replay in backward would draw anew
 
 
 def test_timm_convnext_trains_masked_and_has_no_efficient_twin():

@@ -4,6 +4,8 @@ thresholds belong to the real run, not to a unit test)."""
 import json
 import math
 
+import pytest
+
 from conftest import run_tool
 
 VARIANTS = ['baseline', 'cosub-masked', 'cosub-efficient']
@@ -38,8 +40,10 @@ def test_tiny_benchmark_reports_time_and_memory_ratios(tmp_path):
     # the ratio column is the ratio of the medians
     base = results['baseline']['time_s']
     eff = [c.strip() for c in rows[3].strip('|').split('|')]
-    assert float(eff[3]) == round(results['cosub-efficient']['time_s'] /
+    assert float(eff[4]) == round(results['cosub-efficient']['time_s'] /
                                   base, 2)
+    assert float(eff[3]) == round(4 / results['cosub-efficient']['time_s'],
+                                  1)  # images/s of the unique images
 
 
 def test_unshared_variant_and_glibc_default_malloc(tmp_path):
@@ -112,3 +116,44 @@ def test_segmentation_step_is_measured_for_every_variant(tmp_path):
     results = json.loads(out.read_text())['results']
     assert list(results) == ['baseline', 'cosub-masked', 'cosub-efficient']
     assert all(r['time_s'] > 0 for r in results.values())
+
+
+def test_amp_and_device_are_checked_and_compile_doubles_the_runs():
+    from conftest import load_tool
+    tool = load_tool('tools/analysis_tools/benchmark_train_step.py')
+    args = tool.parse_args(['--tiny', '--compile', 'both', '--amp'])
+    assert args.amp == 'bf16'
+    assert args.runs == ['baseline', 'baseline+compile', 'cosub-masked',
+                         'cosub-masked+compile', 'cosub-efficient',
+                         'cosub-efficient+compile']
+    for argv, message in ((['--amp', 'fp16'], '--amp fp16 needs'),
+                          (['--device', 'tpu'], "must be 'cpu' or 'cuda")):
+        with pytest.raises(SystemExit):
+            tool.parse_args(argv)
+    import torch
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            tool.parse_args(['--device', 'cuda'])
+    # the compiled run's backbone is compiled in place, the eager one not
+    model = tool.build('cosub-efficient+compile', args)[0]
+    assert model.backbone._compiled_call_impl is not None
+    assert tool.build('cosub-efficient', args)[0] \
+        .backbone._compiled_call_impl is None
+
+
+def test_cpu_bf16_step_runs_under_autocast(tmp_path):
+    out = tmp_path / 'bench.json'
+    proc = run_tool([
+        'tools/analysis_tools/benchmark_train_step.py', '--tiny', '--steps',
+        '1', '--warmup', '0', '--batch-size', '4', '--no-memory', '--amp',
+        'bf16', '--variants', 'cosub-efficient', '--json', str(out)
+    ])
+    assert 'cpu bf16' in proc.stdout
+    from conftest import load_tool
+    tool = load_tool('tools/analysis_tools/benchmark_train_step.py')
+    model, wrapper, _ = tool.build('cosub-efficient',
+                                   tool.parse_args(['--tiny', '--amp']))
+    import torch
+    with wrapper.optim_context(model):
+        assert torch.is_autocast_enabled('cpu')
+        assert torch.get_autocast_dtype('cpu') == torch.bfloat16

@@ -46,6 +46,19 @@ Example:
     # timm's DeiT III-S in mmpretrain's TIMMBackbone (EfficientTimmBlock)
     python tools/analysis_tools/benchmark_train_step.py --timm \\
         --batch-size 16 --steps 5
+    # eager and torch.compile'd backbones side by side, bf16 autocast
+    python tools/analysis_tools/benchmark_train_step.py --compile both \\
+        --amp bf16 --no-memory
+
+Compile (``--compile on|both``) compiles the backbone in place
+(``nn.Module.compile``); a variant measured compiled is named
+``<variant>+compile``. Its warm-up steps also absorb the recompilations
+while the plan's index sizes become dynamic. AMP (``--amp bf16|fp16``)
+runs the step under autocast: on CUDA through mmengine's
+``AmpOptimWrapper`` (fp16 with its dynamic loss scaler), on CPU (bf16 only;
+mmengine's wrapper refuses CPU) with ``torch.autocast`` around the step.
+On a GPU machine, ``tools/analysis_tools/benchmark_gpu.sh`` runs the whole
+ViT-B/16 table in one call.
 """
 import argparse
 import copy
@@ -53,6 +66,7 @@ import ctypes
 import functools
 import gc
 import json
+import os
 import re
 import statistics
 import sys
@@ -98,9 +112,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         'instead of returning it to the kernel and page-faulting it back '
         'in the next step; applies to every variant alike')
     parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--amp', action='store_true',
-                        help='bf16 autocast (for CUDA)')
+    parser.add_argument('--device', default='cpu',
+                        help="'cpu' or 'cuda[:N]'")
+    parser.add_argument(
+        '--amp', nargs='?', const='bf16', default='off',
+        choices=('off', 'bf16', 'fp16'),
+        help='autocast dtype (plain --amp: bf16); fp16 needs CUDA')
+    parser.add_argument(
+        '--compile', choices=('off', 'on', 'both'), default='off',
+        help='torch.compile the backbone: on (every variant compiled) or '
+        'both (each variant eager and compiled, side by side)')
     parser.add_argument('--no-memory', action='store_true',
                         help='skip the memory measurement')
     parser.add_argument('--no-time', action='store_true',
@@ -117,6 +138,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--tiny', action='store_true',
                         help='a 2-block 32 px ViT: checks the tool quickly')
     parser.add_argument('--json', help='also write the results here')
+    parser.add_argument(
+        '--md', help='also write the table here as a generated markdown '
+        'file (e.g. docs/results/benchmark_compile.md, copied into the '
+        'README by tools/misc/update_readme.py)')
     args = parser.parse_args(argv)
     if args.tiny:
         args.img_size = 32 if not args.seg else 64
@@ -126,6 +151,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.timm and (args.seg or args.config):
         parser.error('--timm measures its own classifier, not --seg or a '
                      '--config')
+    if args.device.startswith('cuda'):
+        import torch
+        if not torch.cuda.is_available():
+            parser.error(f'--device {args.device}: this machine has no CUDA '
+                         'device (torch sees none); run it where one is, or '
+                         'use --device cpu')
+    elif args.device != 'cpu':
+        parser.error(f"--device must be 'cpu' or 'cuda[:N]', got "
+                     f'{args.device!r}')
+    if args.amp == 'fp16' and not args.device.startswith('cuda'):
+        parser.error('--amp fp16 needs --device cuda (its loss scaler is '
+                     "mmengine's CUDA AmpOptimWrapper); on CPU use --amp "
+                     'bf16')
+    args.runs = [v + suffix for v in args.variants
+                 for suffix in {'off': ('', ), 'on': ('+compile', ),
+                                'both': ('', '+compile')}[args.compile]]
     if args.seg:
         args.img_size = args.img_size or 128
         args.num_classes = args.num_classes or 150
@@ -282,8 +323,11 @@ def variant_model(model: dict, variant: str, args) -> dict:
     return model
 
 
-def build(variant: str, args):
-    """Model, optimizer wrapper and a fixed batch of unique images."""
+def build(run: str, args):
+    """Model, optimizer wrapper and a fixed batch of unique images.
+
+    ``run`` is a variant, ``+compile`` appended for a compiled backbone.
+    """
     import torch
     from mmengine.optim import AmpOptimWrapper, OptimWrapper
     from mmpretrain.structures import DataSample
@@ -293,6 +337,8 @@ def build(variant: str, args):
     from cosub_mm.registry import MODELS
 
     from mmengine.registry import DefaultScope
+    variant, compiled = run.removesuffix('+compile'), run.endswith(
+        '+compile')
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope(
             'mmseg' if args.seg else 'mmpretrain'):
@@ -300,9 +346,19 @@ def build(variant: str, args):
     # every variant: the same uniform rate (DropPathRateHook's rule)
     set_drop_path_rates(model.backbone, args.drop_path_rate, 'uniform')
     model.to(args.device).train()
+    if compiled:
+        model.backbone.compile()
     optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    wrapper = AmpOptimWrapper(optim, dtype='bfloat16') if args.amp \
-        else OptimWrapper(optim)
+    dtype = dict(bf16='bfloat16', fp16='float16').get(args.amp)
+    if dtype and args.device.startswith('cuda'):
+        wrapper = AmpOptimWrapper(
+            optim, dtype=dtype,
+            loss_scale='dynamic' if dtype == 'float16' else 1.0)
+    else:
+        wrapper = OptimWrapper(optim)
+        if dtype:  # CPU bf16: mmengine's AmpOptimWrapper refuses CPU
+            wrapper.optim_context = functools.partial(
+                _cpu_autocast_context, wrapper.optim_context)
     g = torch.Generator().manual_seed(1)
     if args.seg:
         return model, wrapper, seg_batch(args, g)
@@ -318,6 +374,17 @@ def build(variant: str, args):
             for i in range(args.batch_size)
         ])
     return model, wrapper, data
+
+
+def _cpu_autocast_context(context, model):
+    """OptimWrapper's context with CPU bf16 autocast around it."""
+    import contextlib
+
+    import torch
+    stack = contextlib.ExitStack()
+    stack.enter_context(context(model))
+    stack.enter_context(torch.autocast('cpu', dtype=torch.bfloat16))
+    return stack
 
 
 def seg_batch(args, g) -> dict:
@@ -420,15 +487,17 @@ def memory_in_child(variant: str, args) -> Dict[str, float]:
 
 
 def time_interleaved(args) -> Dict[str, List[float]]:
-    runs = {v: build(v, args) for v in args.variants}
-    for _ in range(args.warmup):
-        for v in args.variants:
+    runs = {v: build(v, args) for v in args.runs}
+    for v in args.runs:
+        # compiled: the first steps compile, then recompile once the plan's
+        # index sizes turn out to vary (dynamic shapes from then on)
+        for _ in range(args.warmup + (3 if v.endswith('+compile') else 0)):
             step(*runs[v], args.device)
-    times: Dict[str, List[float]] = {v: [] for v in args.variants}
+    times: Dict[str, List[float]] = {v: [] for v in args.runs}
     for i in range(args.steps):
         # rotate the order so no variant always follows the same one
-        order = args.variants[i % len(args.variants):] + \
-            args.variants[:i % len(args.variants)]
+        order = args.runs[i % len(args.runs):] + \
+            args.runs[:i % len(args.runs)]
         for v in order:
             times[v].append(step(*runs[v], args.device))
             print(f'round {i}: {v} {times[v][-1]:.3f} s', file=sys.stderr,
@@ -439,40 +508,46 @@ def time_interleaved(args) -> Dict[str, List[float]]:
 def table(results: Dict[str, dict], args) -> str:
     ref = results.get('baseline')
     lines = [
-        '| variant | rows/step | step time (s, median) | time / baseline '
-        '| step peak (MiB) | step peak / baseline | process peak (MiB) '
-        '| process peak / baseline |', '|---' * 8 + '|'
+        '| variant | rows/step | step time (s, median) | images/s '
+        '| time / baseline | step peak (MiB) | step peak / baseline '
+        '| process peak (MiB) | process peak / baseline |', '|---' * 9 + '|'
     ]
 
     def ratio(v, key):
-        return f'{results[v][key] / ref[key]:.2f}' if ref and key in ref \
+        base = results.get('baseline' + v[len(v.removesuffix('+compile')):],
+                           ref)
+        return f'{results[v][key] / base[key]:.2f}' if base and key in base \
             and key in results[v] else 'n/a'
 
     def num(v, key, fmt):
         return format(results[v][key], fmt) if key in results[v] else 'n/a'
 
-    for v in args.variants:
-        rows = args.batch_size * (1 if v == 'baseline' else 2)
+    for v in args.runs:
+        rows = args.batch_size * (1 if v.startswith('baseline') else 2)
         lines.append(
             f"| {v} | {rows} | {num(v, 'time_s', '.3f')} | "
+            f"{num(v, 'images_per_s', '.1f')} | "
             f"{ratio(v, 'time_s')} | {num(v, 'step_peak_mib', '.0f')} | "
             f"{ratio(v, 'step_peak_mib')} | "
             f"{num(v, 'process_peak_mib', '.0f')} | "
             f"{ratio(v, 'process_peak_mib')} |")
-    for v in ('cosub-efficient', 'cosub-efficient-unshared'):
-        if v not in results or 'cosub-masked' not in results:
+    for v in ('cosub-efficient', 'cosub-efficient-unshared',
+              'cosub-efficient+compile', 'cosub-efficient-unshared+compile'):
+        masked = 'cosub-masked' + v[len(v.removesuffix('+compile')):]
+        if v not in results or masked not in results:
             continue
-        m, e = results['cosub-masked'], results[v]
+        m, e = results[masked], results[v]
         parts = [f'{name} {e[key] / m[key]:.2f}'
                  for name, key in (('time', 'time_s'),
                                    ('step peak', 'step_peak_mib'),
                                    ('process peak', 'process_peak_mib'))
                  if key in e and key in m]
-        lines.append(f'\n{v} / cosub-masked: ' + ', '.join(parts))
+        lines.append(f'\n{v} / {masked}: ' + ', '.join(parts))
     return '\n'.join(lines)
 
 
 def main(argv=None) -> dict:
+    load = os.getloadavg()[0]  # before this run adds its own
     args = parse_args(argv)
     import torch
 
@@ -480,29 +555,44 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     if args.malloc == 'keep' and args.device == 'cpu':
         keep_freed_memory()  # before the forks: children inherit it
-    results: Dict[str, dict] = {v: {} for v in args.variants}
+    results: Dict[str, dict] = {v: {} for v in args.runs}
     if not args.no_memory:
-        for v in args.variants:
+        # eager runs only: compiling again in every child is slow
+        for v in [r for r in args.runs if not r.endswith('+compile')]:
             results[v].update(memory_in_child(v, args))
             print(f'memory: {v} {results[v]}', file=sys.stderr, flush=True)
     if not args.no_time:
         times = time_interleaved(args)
-        for v in args.variants:
+        for v in args.runs:
             results[v]['time_s'] = statistics.median(times[v])
             results[v]['times_s'] = times[v]
+            results[v]['images_per_s'] = args.batch_size / \
+                results[v]['time_s']
     desc = args.config or (
         'tiny ViT' if args.tiny else f'DeiT III-{args.arch}/16')
     if args.timm:
         desc = f'timm {desc} (TIMMBackbone)'
     if args.seg:
         desc = f'UperNet + {desc}'
-    print(f'{desc} @{args.img_size}, batch {args.batch_size} unique images, '
-          f'uniform drop path {args.drop_path_rate}, {args.threads} threads, '
-          f'{args.device}{" bf16" if args.amp else ""}'
-          f'{", malloc " + args.malloc if args.device == "cpu" else ""}; '
-          'median of '
-          f'{args.steps} interleaved steps after {args.warmup} warm-up\n')
+    setup = (
+        f'{desc} @{args.img_size}, batch {args.batch_size} unique images, '
+        f'uniform drop path {args.drop_path_rate}, {args.threads} threads, '
+        f'{args.device}{" " + args.amp if args.amp != "off" else ""}'
+        f'{", compile " + args.compile if args.compile != "off" else ""}'
+        f'{", malloc " + args.malloc if args.device == "cpu" else ""}; '
+        'median of '
+        f'{args.steps} interleaved steps after {args.warmup} warm-up')
+    print(setup + '\n')
     print(table(results, args))
+    if args.md:
+        with open(args.md, 'w') as f:
+            command = ' '.join(sys.argv[1:] if argv is None else argv)
+            f.write('# Train-step benchmark\n\n'
+                    'Generated by `tools/analysis_tools/'
+                    f'benchmark_train_step.py {command}`;'
+                    ' do not edit by hand.\n\n'
+                    f'{setup}; 1-min load at the start '
+                    f'{load:.1f}.\n\n{table(results, args)}\n')
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(dict(setup=desc, args=vars(args), results=results), f,

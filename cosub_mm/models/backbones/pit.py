@@ -8,7 +8,7 @@ halves the token grid and doubles the width, while the class token goes
 through a linear layer to the new width.
 """
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from torch import Tensor, nn
 
-from cosub_mm.models.drop_path import (drop_path_add,
+from cosub_mm.models.drop_path import (block_plans, drop_path_add,
                                        register_efficient_block)
 from cosub_mm.registry import MODELS
 
@@ -74,11 +74,16 @@ class EfficientPiTBlock(PiTBlock):
     parameters, same function, same random draws.
     """
 
+    def branch_drop_paths(self) -> List[nn.Module]:
+        """The drop-path modules of the branches, in forward order."""
+        return [self.drop_path1, self.drop_path2]
+
     def forward(self, x: Tensor) -> Tensor:
+        attn, mlp = block_plans(self, 2)
         x = drop_path_add(x, self._attn, self.drop_path1.drop_prob,
-                          self.training)
+                          self.training, plan=attn)
         return drop_path_add(x, self._mlp, self.drop_path2.drop_prob,
-                             self.training)
+                             self.training, plan=mlp)
 
 
 class PiTPooling(BaseModule):

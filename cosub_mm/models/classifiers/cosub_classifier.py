@@ -38,11 +38,11 @@ class CosubClassifier(CosubStep, ImageClassifier):
             for ViT, DeiT III, Swin, ConvNeXt and PiT. Defaults to False.
         share_copies (bool): With ``efficient_drop_path``, also compute a
             branch once for an image whose k copies are still identical
-            (same drop decisions so far) and all keep it
-            (:func:`~cosub_mm.models.drop_path.shared_copies`): same
-            function, less compute. Turned off by itself, with a warning,
-            while the backbone has dropout or masked drop paths outside the
-            efficient blocks. Defaults to True.
+            (same drop decisions so far) and all keep it, as the step's
+            :class:`~cosub_mm.models.drop_path.SubmodelPlan` says: same
+            function, less compute. The plan, and with it the sharing, is
+            off, with a warning, while the backbone has dropout or masked
+            drop paths outside the efficient blocks. Defaults to True.
         **kwargs: The arguments of ``mmpretrain.ImageClassifier``
             (``backbone``, ``neck``, ``head``, ``data_preprocessor``,
             ``train_cfg`` with Mixup/CutMix ``augments``, ``init_cfg``).
@@ -84,8 +84,9 @@ class CosubClassifier(CosubStep, ImageClassifier):
 
         Returns:
             dict: ``loss_label`` and ``loss_distill`` (their sum is the
-            loss) and ``agreement``, the fraction of images whose k
-            submodels predict the same class.
+            loss), ``agreement``, the fraction of images whose k
+            submodels predict the same class, and with a submodel plan its
+            summary (:meth:`~cosub_mm.models.CosubStep.plan_log`).
         """
         logits = self.split(self.head(self.submodel_features(inputs)))
         if 'gt_score' in data_samples[0]:
@@ -94,4 +95,5 @@ class CosubClassifier(CosubStep, ImageClassifier):
             target = torch.cat([s.gt_label for s in data_samples])
         losses = self.cosub_loss.forward_all(logits, target)
         losses['agreement'] = self.agreement(logits)
+        losses.update(self.plan_log())
         return losses

@@ -4,8 +4,11 @@ twins that use it.
 
 - :mod:`.rates`: find and set the drop-path rate of each block of any
   backbone (:func:`set_drop_path_rates`, :func:`prepare_submodels`).
-- :mod:`.efficient`: :func:`drop_path_add` and the sharing of identical
-  stacked copies (:func:`shared_copies`).
+- :mod:`.efficient`: :func:`drop_path_add`, a residual branch computed on
+  the rows that keep it, and the keep-mask draws.
+- :mod:`.plan`: every drop decision of a cosub step drawn at once
+  (:func:`draw_submodel_plan`), with the identical copies' sharing derived
+  from it.
 - :mod:`.blocks`: efficient twins of mmpretrain's blocks, the table of
   convertible block types (:func:`register_efficient_block`) and
   :func:`enable_efficient_drop_path`.
@@ -20,15 +23,17 @@ from .blocks import (EFFICIENT_BLOCKS, EfficientBlock,
                      EfficientSwinBlock, EfficientTransformerEncoderLayer,
                      copy_sharing_blocker, enable_efficient_drop_path,
                      is_efficient_block, register_efficient_block)
-from .efficient import (CopyTracker, drop_path_add, drop_path_disabled,
-                        sample_keep_mask, shared_copies)
+from .efficient import (drop_path_add, drop_path_disabled, keep_mask_of,
+                        sample_keep_mask, timm_keep_mask)
+from .plan import (BranchPlan, SubmodelPlan, block_plans, draw_submodel_plan,
+                   planned_branches)
 from .rates import (block_drop_paths, get_drop_path_rates, is_drop_path,
                     prepare_submodels, set_drop_path_rates)
 
 # timm is optional: without it there is no timm Block to convert
 HAS_TIMM = find_spec('timm') is not None
 if HAS_TIMM:
-    from .timm_blocks import EfficientTimmBlock, timm_keep_mask
+    from .timm_blocks import EfficientTimmBlock
 
 __all__ = [
     # rates
@@ -36,11 +41,14 @@ __all__ = [
     'set_drop_path_rates', 'prepare_submodels',
     # efficient
     'drop_path_add', 'drop_path_disabled', 'sample_keep_mask',
-    'shared_copies', 'CopyTracker',
+    'timm_keep_mask', 'keep_mask_of',
+    # plan
+    'BranchPlan', 'SubmodelPlan', 'draw_submodel_plan', 'block_plans',
+    'planned_branches',
     # blocks
     'EfficientTransformerEncoderLayer',
     'EfficientDeiT3TransformerEncoderLayer', 'EfficientSwinBlock',
     'EfficientConvNeXtBlock', 'EfficientBlock', 'EFFICIENT_BLOCKS',
     'register_efficient_block', 'is_efficient_block',
     'enable_efficient_drop_path', 'copy_sharing_blocker'
-] + (['EfficientTimmBlock', 'timm_keep_mask'] if HAS_TIMM else [])
+] + (['EfficientTimmBlock'] if HAS_TIMM else [])

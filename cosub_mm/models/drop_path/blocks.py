@@ -1,8 +1,10 @@
 """Efficient stochastic depth for residual blocks, and the switch that
 turns it on in a built backbone.
 
-Each ``Efficient*`` class (a *twin*) subclasses a block and only overrides
-``forward``: every residual branch goes through
+Each ``Efficient*`` class (a *twin*) subclasses a block, overrides
+``forward`` and lists its branches (``branch_drop_paths``, for the step's
+:class:`~cosub_mm.models.drop_path.SubmodelPlan`): every residual branch
+goes through
 :func:`~cosub_mm.models.drop_path.drop_path_add`, which computes it on the
 samples that keep it (Touvron et al., *Co-training 2^L Submodels*, CVPR
 2023). Parameters, buffers and ``state_dict`` keys are the parent's, so
@@ -38,6 +40,7 @@ from mmpretrain.models.utils import MultiheadAttention
 from torch import Tensor, nn
 
 from .efficient import drop_path_add, drop_path_disabled
+from .plan import block_plans
 from .rates import is_drop_path
 
 __all__ = [
@@ -74,11 +77,18 @@ class _EfficientPreNormLayer:
     (``dropout_layer``).
     """
 
+    def branch_drop_paths(self) -> List[nn.Module]:
+        """The drop-path modules of the branches, in forward order."""
+        return [self.attn.out_drop, self.ffn.dropout_layer]
+
     def forward(self, x: Tensor) -> Tensor:
+        attn, ffn = block_plans(self, 2)
         x = drop_path_add(x, lambda h: _attn_branch(self.attn, self.ln1(h)),
-                          _rate(self.attn.out_drop), self.training)
+                          _rate(self.attn.out_drop), self.training,
+                          plan=attn)
         x = drop_path_add(x, lambda h: _ffn_branch(self.ffn, self.ln2(h)),
-                          _rate(self.ffn.dropout_layer), self.training)
+                          _rate(self.ffn.dropout_layer), self.training,
+                          plan=ffn)
         return x
 
 
@@ -104,20 +114,23 @@ class EfficientSwinBlock(SwinBlock):
     exact.
     """
 
-    def forward(self, x: Tensor, hw_shape) -> Tensor:
+    def branch_drop_paths(self) -> List[nn.Module]:
+        """The drop-path modules of the branches, in forward order."""
+        return [self.attn.drop, self.ffn.dropout_layer]
 
-        # a checkpointed block replays its forward outside the cosub
-        # context, so it must compute the same rows both times
-        share = not self.with_cp
+    def forward(self, x: Tensor, hw_shape) -> Tensor:
+        # taken before checkpointing: the replay in backward runs after the
+        # plan, and must compute the same rows
+        attn, ffn = block_plans(self, 2)
 
         def _inner_forward(x):
             x = drop_path_add(
                 x, lambda h: _attn_branch(self.attn, self.norm1(h), hw_shape),
-                _rate(self.attn.drop), self.training, share)
+                _rate(self.attn.drop), self.training, plan=attn)
             x = drop_path_add(x,
                               lambda h: _ffn_branch(self.ffn, self.norm2(h)),
                               _rate(self.ffn.dropout_layer), self.training,
-                              share)
+                              plan=ffn)
             return x
 
         if self.with_cp and x.requires_grad:
@@ -151,11 +164,16 @@ class EfficientConvNeXtBlock(ConvNeXtBlock):
             x = x.mul(self.gamma.view(1, -1, 1, 1))
         return x
 
+    def branch_drop_paths(self) -> List[nn.Module]:
+        """The drop-path module of the branch."""
+        return [self.drop_path]
+
     def forward(self, x: Tensor) -> Tensor:
+        (plan, ) = block_plans(self, 1)  # before checkpointing (see Swin)
 
         def _inner_forward(x):
             return drop_path_add(x, self._branch, _rate(self.drop_path),
-                                 self.training, not self.with_cp)
+                                 self.training, plan=plan)
 
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(_inner_forward, x, use_reentrant=False)
@@ -193,16 +211,22 @@ def register_efficient_block(
 
         @register_efficient_block(MyBlock)
         class EfficientMyBlock(MyBlock):
+            def branch_drop_paths(self):  # the branches, forward order
+                return [self.drop_path]
+
             def forward(self, x):
+                (plan, ) = block_plans(self, 1)  # the cosub step's rows
                 return drop_path_add(x, self.branch,
-                                     self.drop_path.drop_prob, self.training)
+                                     self.drop_path.drop_prob, self.training,
+                                     plan=plan)
 
     Args:
         block (type): The block class, matched exactly (a subclass may
             change the forward, so it is not converted).
-        twin (type, optional): A subclass of ``block`` that only overrides
-            ``forward`` (conversion switches the class of a built block, so
-            an ``__init__`` of its own would never run).
+        twin (type, optional): A subclass of ``block`` that overrides
+            ``forward`` and adds ``branch_drop_paths()`` (conversion
+            switches the class of a built block, so an ``__init__`` of its
+            own would never run).
         check (callable, optional): See :class:`EfficientBlock`.
         force (bool): Replace an existing, different entry for ``block``.
             Defaults to False.
@@ -226,6 +250,11 @@ def register_efficient_block(
             raise TypeError(
                 f'register_efficient_block: the twin of {block.__name__} '
                 f'must be a subclass of it, got {twin!r}')
+        if not callable(getattr(twin, 'branch_drop_paths', None)):
+            raise TypeError(
+                f'register_efficient_block: {twin.__name__} has no '
+                'branch_drop_paths(), the list of its branches\' drop-path '
+                'modules in forward order that the submodel plan draws for')
         if twin.__init__ is not block.__init__:
             raise TypeError(
                 f'register_efficient_block: {twin.__name__} defines '
@@ -326,13 +355,13 @@ def enable_efficient_drop_path(model: nn.Module) -> int:
 
 
 def copy_sharing_blocker(model: nn.Module) -> Optional[str]:
-    """Why the stacked copies of an image may *not* share branches, if so.
+    """Why a cosub step may *not* follow a submodel plan, if so.
 
-    :func:`~cosub_mm.models.drop_path.shared_copies` is exact only when
-    every random choice of the forward is a drop decision of
-    :func:`~cosub_mm.models.drop_path.drop_path_add`: two copies that are
-    equal must stay equal through anything else. This finds what breaks
-    that.
+    A :class:`~cosub_mm.models.drop_path.SubmodelPlan` draws the drop
+    decisions before the forward and derives from them which copies of an
+    image are identical; that is exact only when every random choice of the
+    forward is one of those decisions, and when no block replays its
+    forward after the plan. This finds what breaks that.
 
     Args:
         model (nn.Module): The backbone (efficient blocks already enabled).
@@ -357,8 +386,8 @@ def copy_sharing_blocker(model: nn.Module) -> Optional[str]:
             return (f'{name} is a masked drop path outside the efficient '
                     'blocks')
         if getattr(module, 'grad_checkpointing', False) is True:
-            # timm's set_grad_checkpointing: the blocks' replay in backward
-            # runs outside shared_copies, so it must not share either
+            # timm's set_grad_checkpointing replays a whole block in
+            # backward, after the plan, where it would draw anew
             return (f'{name or type(module).__name__} uses activation '
                     'checkpointing (grad_checkpointing)')
     return None

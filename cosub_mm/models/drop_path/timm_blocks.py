@@ -5,7 +5,8 @@ and DeiT III models) is ``x + drop_path1(ls1(attn(norm1(x))))`` then
 ``x + drop_path2(ls2(mlp(norm2(x))))``. :class:`EfficientTimmBlock` computes
 both branches only on the samples that keep them
 (:func:`~cosub_mm.models.drop_path.drop_path_add`), drawing the keep mask
-as timm's ``DropPath`` does (:func:`timm_keep_mask`), so a seeded step draws
+as timm's ``DropPath`` does
+(:func:`~cosub_mm.models.drop_path.timm_keep_mask`), so a seeded step draws
 the same submodels as timm's masked block. Importing this module registers
 it in :data:`~cosub_mm.models.drop_path.EFFICIENT_BLOCKS`;
 ``cosub_mm.models.drop_path`` does that when timm is installed
@@ -24,35 +25,17 @@ Example (a timm DeiT III inside mmpretrain's ``TIMMBackbone``)::
         efficient_drop_path=True)  # timm's Blocks become EfficientTimmBlock
     custom_hooks = [dict(type='cosub_mm.DropPathRateHook', rule='uniform')]
 """
-from typing import Callable, Optional
+from typing import List, Optional
 
-from timm.layers import DropPath as TimmDropPath
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from .blocks import _rate, register_efficient_block
-from .efficient import drop_path_add, sample_keep_mask
+from .efficient import drop_path_add, keep_mask_of
+from .plan import block_plans
 from .rates import is_drop_path
 
-__all__ = ['EfficientTimmBlock', 'timm_keep_mask']
-
-
-def timm_keep_mask(x: Tensor, drop_prob: float) -> Tensor:
-    """Draw timm's ``drop_path`` keep mask: a bool vector of ``len(x)``.
-
-    timm draws one Bernoulli variable per sample
-    (``x.new_empty((N, 1, ...)).bernoulli_(keep_prob)``), not mmcv's
-    ``floor(keep_prob + U[0, 1))``: the same distribution, other numbers
-    from the same seed.
-    """
-    shape = (x.shape[0], ) + (1, ) * (x.ndim - 1)
-    return x.new_empty(shape).bernoulli_(1.0 - drop_prob).view(-1).bool()
-
-
-def _keep_mask_of(drop: nn.Module) -> Callable[[Tensor, float], Tensor]:
-    """The draw of the drop-path module in a branch's slot."""
-    return timm_keep_mask if isinstance(drop, TimmDropPath) \
-        else sample_keep_mask
+__all__ = ['EfficientTimmBlock']
 
 
 class EfficientTimmBlock(Block):
@@ -66,17 +49,26 @@ class EfficientTimmBlock(Block):
 
     def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None,
                 **kwargs) -> Tensor:
+        attn, mlp = block_plans(self, 2)
         if attn_mask is not None or any(kwargs.values()):
-            # a mask may hold one row per sample; the masked form needs no
-            # row selection (CopyTracker re-checks copies before sharing)
+            if attn is not None:
+                raise RuntimeError(
+                    'EfficientTimmBlock: an attention mask in a planned cosub '
+                    'step (a mask may hold one row per sample, which row '
+                    'selection would misalign); train with '
+                    'efficient_drop_path=False')
             return super().forward(x, attn_mask=attn_mask, **kwargs)
         x = drop_path_add(x, lambda h: self.ls1(self.attn(self.norm1(h))),
                           _rate(self.drop_path1), self.training,
-                          keep_mask=_keep_mask_of(self.drop_path1))
+                          keep_mask=keep_mask_of(self.drop_path1), plan=attn)
         x = drop_path_add(x, lambda h: self.ls2(self.mlp(self.norm2(h))),
                           _rate(self.drop_path2), self.training,
-                          keep_mask=_keep_mask_of(self.drop_path2))
+                          keep_mask=keep_mask_of(self.drop_path2), plan=mlp)
         return x
+
+    def branch_drop_paths(self) -> List[nn.Module]:
+        """The drop-path modules of the branches, in forward order."""
+        return [self.drop_path1, self.drop_path2]
 
 
 def _plain_timm_block(block: nn.Module) -> bool:

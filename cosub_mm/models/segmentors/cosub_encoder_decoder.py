@@ -81,7 +81,8 @@ class CosubEncoderDecoder(CosubStep, LayerDecayEncoderDecoder):
             dict: ``decode.loss_label`` and ``decode.loss_distill`` (their
             sum is the decode loss), ``decode.acc_seg`` of submodel 1,
             ``decode.agreement`` (fraction of labelled pixels where the k
-            submodels predict the same class) and the auxiliary losses.
+            submodels predict the same class), the auxiliary losses and
+            with a submodel plan its summary (``plan.submodels``, ...).
         """
         k = self.num_submodels
         feats = self.submodel_features(inputs)
@@ -106,4 +107,6 @@ class CosubEncoderDecoder(CosubStep, LayerDecayEncoderDecoder):
             losses.update(
                 self._auxiliary_head_forward_train(feats,
                                                    list(data_samples) * k))
+        losses.update({f'plan.{key}': value
+                       for key, value in self.plan_log().items()})
         return losses

@@ -9,9 +9,10 @@ import torch
 
 import cosub_mm  # noqa: F401
 from cosub_mm.models.drop_path import (EFFICIENT_BLOCKS, EfficientBlock,
-                                       copy_sharing_blocker, drop_path_add,
+                                       block_plans, copy_sharing_blocker,
+                                       drop_path_add,
                                        enable_efficient_drop_path,
-                                       is_efficient_block,
+                                       is_efficient_block, planned_branches,
                                        register_efficient_block,
                                        set_drop_path_rates)
 from cosub_mm.registry import MODELS
@@ -130,7 +131,7 @@ def _cosub_step(model, seed=3):
                                        ('swin', 'uniform'),
                                        ('convnext', 'uniform'),
                                        ('pit', 'uniform')])
-def test_cosub_sharing_equals_masked_and_computes_less(arch, rule, trackers):
+def test_cosub_sharing_equals_masked_and_computes_less(arch, rule, plans):
     masked = _cosub(arch, efficient=False, rule=rule)
     shared = _cosub(arch, efficient=True, rule=rule)
     shared.load_state_dict(masked.state_dict())
@@ -141,38 +142,41 @@ def test_cosub_sharing_equals_masked_and_computes_less(arch, rule, trackers):
     for key in grads_m:
         torch.testing.assert_close(grads_s[key], grads_m[key], rtol=1e-4,
                                    atol=1e-6, msg=key)
-    (tracker, ) = trackers
+    (plan, ) = plans
     # seed 3 at rate 0.1: both copies keep the first branch of most images
-    assert 0 < tracker.computed_rows < tracker.kept_rows
+    assert 0 < plan.computed_rows < plan.kept_rows
+    assert len(plan.branches) == len(planned_branches(shared.backbone)) >= 3
 
 
-def test_checkpointed_blocks_do_not_share_but_still_match(trackers):
-    masked = _cosub('swin', efficient=False, with_cp=True)
-    shared = _cosub('swin', efficient=True, with_cp=True)
+@pytest.mark.parametrize('arch', ['swin', 'convnext'])
+def test_checkpointed_blocks_do_not_share_but_still_match(arch, plans):
+    masked = _cosub(arch, efficient=False, with_cp=True)
+    shared = _cosub(arch, efficient=True, with_cp=True)
     shared.load_state_dict(masked.state_dict())
     _, grads_m = _cosub_step(masked)
     _, grads_s = _cosub_step(shared)
     for key in grads_m:
         torch.testing.assert_close(grads_s[key], grads_m[key], rtol=1e-4,
                                    atol=1e-6, msg=key)
-    assert trackers[0].computed_rows == trackers[0].kept_rows > 0
+    # the replay in backward reused the plan's rows: the same gradients
+    assert plans[0].computed_rows == plans[0].kept_rows > 0
 
 
-def test_dropout_or_masked_blocks_turn_sharing_off(trackers):
+def test_dropout_or_masked_blocks_turn_sharing_off(plans):
     from mmpretrain.models.backbones.deit3 import \
         DeiT3TransformerEncoderLayer
     model = _cosub('deit3', efficient=True, drop_rate=0.1)
     assert copy_sharing_blocker(model.backbone) == \
         'drop_after_pos is a dropout with p=0.1'
     _cosub_step(model)
-    assert trackers == []  # no context opened: the copies' dropout differs
+    assert plans == []  # no plan: the copies' dropout differs
     model = _cosub('deit3', efficient=True)
     assert copy_sharing_blocker(model.backbone) is None
     model.backbone.layers[1].__class__ = DeiT3TransformerEncoderLayer
     assert copy_sharing_blocker(model.backbone).startswith(
         'layers.1.attn.out_drop is a masked drop path')
     _cosub_step(model)
-    assert trackers == []
+    assert plans == []
     assert _cosub('deit3', efficient=True, share=False).share_copies is False
 
 
@@ -197,9 +201,13 @@ class _Block(torch.nn.Module):
 
 class _EfficientBlock(_Block):
 
+    def branch_drop_paths(self):
+        return [self.drop_path]
+
     def forward(self, x):
+        (plan, ) = block_plans(self, 1)
         return drop_path_add(x, self._branch, self.drop_path.drop_prob,
-                             self.training)
+                             self.training, plan=plan)
 
 
 @pytest.fixture
@@ -239,7 +247,6 @@ def test_every_supported_block_is_in_the_table():
             EfficientDeiT3TransformerEncoderLayer.forward)
 
 
-
 def test_pit_built_efficient_is_pit_converted():
     from cosub_mm.models.backbones import EfficientPiTBlock
     cfg = dict(TINY_ARCHS['pit'][0], efficient_drop_path=True)
@@ -257,6 +264,7 @@ def test_pit_built_efficient_is_pit_converted():
     out_b, _ = _run(built, x, seed=3)
     out_c, _ = _run(converted, x, seed=3)
     assert torch.equal(out_b, out_c)
+
 
 def test_a_registered_custom_block_is_converted_draw_for_draw(table):
     torch.manual_seed(0)
@@ -304,7 +312,7 @@ def test_the_table_refuses_bad_registrations(table):
     with pytest.raises(TypeError, match='must be a subclass of it'):
         register_efficient_block(_Block, _Block)
 
-    class WithInit(_Block):
+    class WithInit(_EfficientBlock):
 
         def __init__(self):
             super().__init__()
@@ -312,6 +320,8 @@ def test_the_table_refuses_bad_registrations(table):
 
     with pytest.raises(TypeError, match='WithInit defines __init__'):
         register_efficient_block(_Block, WithInit)
+    with pytest.raises(TypeError, match='has no branch_drop_paths'):
+        register_efficient_block(_Block, type('NoBranches', (_Block, ), {}))
     assert _Block not in table
 
     # as a decorator; registering the same twin again is a no-op
@@ -319,7 +329,7 @@ def test_the_table_refuses_bad_registrations(table):
         is _EfficientBlock
     register_efficient_block(_Block, _EfficientBlock)
 
-    class Other(_Block):
+    class Other(_EfficientBlock):
         pass
 
     with pytest.raises(ValueError, match='already converts to '

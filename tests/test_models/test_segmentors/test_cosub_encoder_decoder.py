@@ -135,17 +135,7 @@ def _seg_step(model, inputs, samples, seed=3):
 
 
 @pytest.mark.parametrize('share', [False, True])
-def test_efficient_drop_path_equals_masked_draw_for_draw(share, monkeypatch):
-    from cosub_mm.models import cosub_step
-    from cosub_mm.models.drop_path import shared_copies
-    trackers = []
-
-    def recording(k):
-        tracker = shared_copies(k)
-        trackers.append(tracker)
-        return tracker
-
-    monkeypatch.setattr(cosub_step, 'shared_copies', recording)
+def test_efficient_drop_path_equals_masked_draw_for_draw(share, plans):
     torch.manual_seed(0)
     masked = _model()
     efficient = _model(efficient_drop_path=True, share_copies=share)
@@ -162,7 +152,9 @@ def test_efficient_drop_path_equals_masked_draw_for_draw(share, monkeypatch):
     for key in grads_m:
         torch.testing.assert_close(grads_e[key], grads_m[key], rtol=1e-4,
                                    atol=1e-6, msg=key)
-    assert len(trackers) == int(share)  # the step's sharing context
+    (plan, ) = plans  # the step's submodel plan, logged
+    assert (plan.computed_rows < plan.kept_rows) == share
+    assert losses_e['plan.submodels'] == plan.summary()['submodels'] > 1
 
 
 def test_batch_of_one_with_batchnorm_is_refused():
