@@ -24,6 +24,7 @@ from reliability_helpers import (COSUB_CFG, assert_bitwise_equal,
 from conftest import make_cls_dataset
 
 WIDE_CFG = COSUB_CFG.replace('.py', '_wide.py')
+EPOCH_CFG = COSUB_CFG.replace('.py', '_epochs.py')
 
 
 @pytest.fixture(scope='module')
@@ -108,6 +109,29 @@ def test_resume_after_sigkill_is_bitwise_exact(killed_after_iter5, data_root,
     losses = _logged_losses(osp.join(work_dir, 'iter_6.pth'))
     assert len(losses['train/loss']) == 6
     assert losses == _logged_losses(osp.join(reference_run, 'iter_6.pth'))
+
+
+def test_sigkill_in_the_first_iteration_after_a_resume_then_resume_again(
+        killed_after_iter5, data_root, reference, tmp_path):
+    """Killed again right after the resumed run's first new iteration (no
+    checkpoint written since): resuming once more from the same file ends
+    bit-identical, so a failed resume costs nothing but its time."""
+    work_dir = _copy_run(killed_after_iter5, str(tmp_path / 'run'))
+    before = snapshot(work_dir)
+    marker = osp.join(work_dir, 'paused_again')
+    status = train_and_kill(work_dir, data_root, marker,
+                            extra=['resume=True'], FAULT_PAUSE_AFTER_ITER='5')
+    assert status == -9
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        assert f.read() == osp.join(work_dir, 'iter_4.pth')
+    after = snapshot(work_dir)
+    kept = [n for n in before if n.endswith('.pth') or n == 'last_checkpoint']
+    assert kept and all(after[n] == before[n] for n in kept)
+    assert sorted(n for n in after if n.endswith('.pth')) == sorted(
+        n for n in before if n.endswith('.pth'))  # nothing new written
+    train(work_dir, data_root, resume=True)
+    assert_bitwise_equal(weights(osp.join(work_dir, 'iter_6.pth')),
+                         reference)
 
 
 def test_mmengine_resume_alone_is_not_exact(killed_after_iter5, data_root,
@@ -339,3 +363,25 @@ def test_two_gloo_processes_resume_each_rank_exactly(data_root, tmp_path):
         >= 1
     assert_bitwise_equal(weights(osp.join(work_dir, 'iter_6.pth')),
                          weights(osp.join(ref_dir, 'iter_6.pth')))
+
+
+def test_epoch_based_config_resumes_exactly_from_an_epoch_end(data_root,
+                                                              tmp_path):
+    """EpochBasedTrainLoop, checkpoint at each epoch end, SIGKILL inside
+    epoch 2: the resume starts epoch 2 afresh (nothing to skip) with the
+    saved RNG states and ends bit-identical to an uninterrupted run."""
+    ref_dir = str(tmp_path / 'reference')
+    train(ref_dir, data_root, config=EPOCH_CFG)
+    work_dir = str(tmp_path / 'run')
+    marker = osp.join(work_dir, 'paused')
+    assert train_and_kill(work_dir, data_root, marker, config=EPOCH_CFG,
+                          FAULT_PAUSE_AFTER_ITER='5') == -9
+    assert not osp.exists(osp.join(work_dir, 'epoch_2.pth'))
+    counts = str(tmp_path / 'loads.json')
+    proc = train(work_dir, data_root, resume=True, config=EPOCH_CFG,
+                 FAULT_COUNT_LOADS=counts)
+    assert 'resumed epoch: 1, iter: 3' in proc.stdout + proc.stderr
+    with open(counts) as f:
+        assert json.load(f) == dict(iter=4, loads=4)  # its own batch only
+    assert_bitwise_equal(weights(osp.join(work_dir, 'epoch_2.pth')),
+                         weights(osp.join(ref_dir, 'epoch_2.pth')))
