@@ -52,9 +52,15 @@ def test_unshared_variant_and_glibc_default_malloc(tmp_path):
         'tools/analysis_tools/benchmark_train_step.py', '--tiny', '--steps',
         '1', '--warmup', '1', '--batch-size', '4', '--no-memory', '--malloc',
         'default', '--variants', 'cosub-masked', 'cosub-efficient-unshared',
-        '--json', str(out)
+        '--json', str(out), '--md', str(tmp_path / 'bench.md')
     ])
     assert ', malloc default;' in proc.stdout
+    # the generated markdown: the command without its outputs, the table
+    md = (tmp_path / 'bench.md').read_text()
+    assert '--malloc default --variants cosub-masked cosub-efficient-' \
+        'unshared`; do not edit by hand' in md and '--md' not in md
+    assert f'the record: `{out}`' in md
+    assert md.count('| cosub-') == 2 and '1-min load at the start' in md
     assert 'cosub-efficient-unshared / cosub-masked: time' in proc.stdout
     results = json.loads(out.read_text())['results']
     assert list(results) == ['cosub-masked', 'cosub-efficient-unshared']
