@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from .efficient import drop_path_add, drop_path_disabled
 from .plan import block_plans
-from .rates import is_drop_path
+from .rates import drop_rate, is_drop_path
 
 __all__ = [
     'EfficientTransformerEncoderLayer',
@@ -50,11 +50,6 @@ __all__ = [
     'register_efficient_block', 'is_efficient_block',
     'enable_efficient_drop_path', 'copy_sharing_blocker'
 ]
-
-
-def _rate(module: nn.Module) -> float:
-    """Drop rate of a DropPath module (0 for the nn.Identity stand-in)."""
-    return float(getattr(module, 'drop_prob', 0.0))
 
 
 def _ffn_branch(ffn: nn.Module, x: Tensor) -> Tensor:
@@ -84,10 +79,10 @@ class _EfficientPreNormLayer:
     def forward(self, x: Tensor) -> Tensor:
         attn, ffn = block_plans(self, 2)
         x = drop_path_add(x, lambda h: _attn_branch(self.attn, self.ln1(h)),
-                          _rate(self.attn.out_drop), self.training,
+                          drop_rate(self.attn.out_drop), self.training,
                           plan=attn)
         x = drop_path_add(x, lambda h: _ffn_branch(self.ffn, self.ln2(h)),
-                          _rate(self.ffn.dropout_layer), self.training,
+                          drop_rate(self.ffn.dropout_layer), self.training,
                           plan=ffn)
         return x
 
@@ -126,10 +121,10 @@ class EfficientSwinBlock(SwinBlock):
         def _inner_forward(x):
             x = drop_path_add(
                 x, lambda h: _attn_branch(self.attn, self.norm1(h), hw_shape),
-                _rate(self.attn.drop), self.training, plan=attn)
+                drop_rate(self.attn.drop), self.training, plan=attn)
             x = drop_path_add(x,
                               lambda h: _ffn_branch(self.ffn, self.norm2(h)),
-                              _rate(self.ffn.dropout_layer), self.training,
+                              drop_rate(self.ffn.dropout_layer), self.training,
                               plan=ffn)
             return x
 
@@ -172,7 +167,7 @@ class EfficientConvNeXtBlock(ConvNeXtBlock):
         (plan, ) = block_plans(self, 1)  # before checkpointing (see Swin)
 
         def _inner_forward(x):
-            return drop_path_add(x, self._branch, _rate(self.drop_path),
+            return drop_path_add(x, self._branch, drop_rate(self.drop_path),
                                  self.training, plan=plan)
 
         if self.with_cp and x.requires_grad:
@@ -381,7 +376,7 @@ def copy_sharing_blocker(model: nn.Module) -> Optional[str]:
         attn_drop = getattr(module, 'attn_drop', None)
         if isinstance(attn_drop, float) and attn_drop > 0:
             return f'{name} applies attention dropout {attn_drop}'
-        if (is_drop_path(module) and _rate(module) > 0
+        if (is_drop_path(module) and drop_rate(module) > 0
                 and id(module) not in inside):
             return (f'{name} is a masked drop path outside the efficient '
                     'blocks')

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .efficient import keep_mask_of, sample_keep_mask
+from .rates import drop_rate
 
 __all__ = [
     'BranchPlan', 'SubmodelPlan', 'draw_submodel_plan', 'block_plans',
@@ -74,10 +75,6 @@ def planned_branches(model: nn.Module) -> List[Tuple[nn.Module, nn.Module]]:
     return [(block, drop) for block in model.modules()
             if is_efficient_block(block)
             for drop in block.branch_drop_paths()]
-
-
-def _rate(drop: nn.Module) -> float:
-    return float(getattr(drop, 'drop_prob', 0.0))
 
 
 class SubmodelPlan:
@@ -141,7 +138,7 @@ class SubmodelPlan:
                 views.append(flat[start:start + size])
                 start += size
             self.branches.append(
-                BranchPlan(block, _rate(drop), rows, *views))
+                BranchPlan(block, drop_rate(drop), rows, *views))
         self._summary = self._summarise()
         #: :meth:`summary` as 0-d tensors, made here so that a compiled step
         #: reads them as graph inputs
@@ -239,7 +236,7 @@ def draw_submodel_plan(model: nn.Module, rows: int, num_copies: int,
         SubmodelPlan: The step's plan (one device-to-host copy made).
     """
     branches = planned_branches(model)
-    rates = [_rate(d) for _, d in branches]
+    rates = [drop_rate(d) for _, d in branches]
     draws = [keep_mask_of(d) for _, d in branches]
     keep = torch.ones(len(branches), rows, dtype=torch.bool, device=device)
     # A branch at rate 0 draws nothing (as DropPath); each run of branches

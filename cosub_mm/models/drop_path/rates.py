@@ -24,7 +24,7 @@ import numpy as np
 from torch import nn
 
 __all__ = [
-    'is_drop_path', 'block_drop_paths', 'get_drop_path_rates',
+    'is_drop_path', 'drop_rate', 'block_drop_paths', 'get_drop_path_rates',
     'set_drop_path_rates', 'prepare_submodels'
 ]
 
@@ -41,6 +41,12 @@ def is_drop_path(module: nn.Module) -> bool:
     """Whether ``module`` is a drop-path module (mmcv's, timm's, ours)."""
     return 'DropPath' in type(module).__name__ and hasattr(
         module, 'drop_prob')
+
+
+def drop_rate(module: nn.Module) -> float:
+    """Drop rate of a drop-path module (0 for an ``nn.Identity``
+    placeholder)."""
+    return float(getattr(module, 'drop_prob', 0.0))
 
 
 def _is_placeholder(name: str, module: nn.Module) -> bool:
@@ -68,7 +74,7 @@ def block_drop_paths(model: nn.Module) -> Dict[str, List[nn.Module]]:
 def get_drop_path_rates(model: nn.Module) -> List[float]:
     """Return the drop rate of each block (the largest of its modules)."""
     return [
-        max(float(getattr(m, 'drop_prob', 0.0)) for m in modules)
+        max(drop_rate(m) for m in modules)
         for modules in block_drop_paths(model).values()
     ]
 

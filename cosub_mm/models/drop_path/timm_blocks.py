@@ -30,10 +30,10 @@ from typing import List, Optional
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from .blocks import _rate, register_efficient_block
+from .blocks import register_efficient_block
 from .efficient import drop_path_add, keep_mask_of
 from .plan import block_plans
-from .rates import is_drop_path
+from .rates import drop_rate, is_drop_path
 
 __all__ = ['EfficientTimmBlock']
 
@@ -59,10 +59,10 @@ class EfficientTimmBlock(Block):
                     'efficient_drop_path=False')
             return super().forward(x, attn_mask=attn_mask, **kwargs)
         x = drop_path_add(x, lambda h: self.ls1(self.attn(self.norm1(h))),
-                          _rate(self.drop_path1), self.training,
+                          drop_rate(self.drop_path1), self.training,
                           keep_mask=keep_mask_of(self.drop_path1), plan=attn)
         x = drop_path_add(x, lambda h: self.ls2(self.mlp(self.norm2(h))),
-                          _rate(self.drop_path2), self.training,
+                          drop_rate(self.drop_path2), self.training,
                           keep_mask=keep_mask_of(self.drop_path2), plan=mlp)
         return x
 
