@@ -124,6 +124,17 @@ def cosub_loss_and_grads(model, img: int, num_classes: int, seed: int = 3):
 
 
 @pytest.fixture
+def table():
+    """The table of convertible blocks (EFFICIENT_BLOCKS), restored after
+    the test."""
+    from cosub_mm.models.drop_path import EFFICIENT_BLOCKS
+    saved = dict(EFFICIENT_BLOCKS)
+    yield EFFICIENT_BLOCKS
+    EFFICIENT_BLOCKS.clear()
+    EFFICIENT_BLOCKS.update(saved)
+
+
+@pytest.fixture
 def plans(monkeypatch):
     """The SubmodelPlans the cosub steps draw, in order."""
     from cosub_mm.models import cosub_step

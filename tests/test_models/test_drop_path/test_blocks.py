@@ -9,8 +9,7 @@ import torch
 
 import cosub_mm  # noqa: F401
 from cosub_mm.models.drop_path import (EFFICIENT_BLOCKS, EfficientBlock,
-                                       block_plans, copy_sharing_blocker,
-                                       drop_path_add,
+                                       copy_sharing_blocker,
                                        enable_efficient_drop_path,
                                        is_efficient_block, planned_branches,
                                        register_efficient_block,
@@ -23,6 +22,7 @@ sys.path.insert(
     0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                 'test_backbones'))
 from tiny_archs import IMG, TINY_ARCHS  # noqa: E402
+from toy_blocks import EfficientToyBlock, ToyBlock  # noqa: E402
 
 VIT = dict(type='mmpretrain.VisionTransformer',
            arch=dict(embed_dims=32, num_layers=2, num_heads=2,
@@ -183,42 +183,6 @@ def test_dropout_or_masked_blocks_turn_sharing_off(plans):
 # --- the table of convertible block types
 
 
-class _Block(torch.nn.Module):
-    """A block of a backbone cosub_mm does not know: x + DropPath(f(x))."""
-
-    def __init__(self, dims: int = 4, rate: float = 0.5) -> None:
-        super().__init__()
-        from mmcv.cnn.bricks import DropPath
-        self.fc = torch.nn.Linear(dims, dims)
-        self.drop_path = DropPath(rate)
-
-    def _branch(self, x):
-        return torch.tanh(self.fc(x))
-
-    def forward(self, x):
-        return x + self.drop_path(self._branch(x))
-
-
-class _EfficientBlock(_Block):
-
-    def branch_drop_paths(self):
-        return [self.drop_path]
-
-    def forward(self, x):
-        (plan, ) = block_plans(self, 1)
-        return drop_path_add(x, self._branch, self.drop_path.drop_prob,
-                             self.training, plan=plan)
-
-
-@pytest.fixture
-def table():
-    """EFFICIENT_BLOCKS, restored after the test."""
-    saved = dict(EFFICIENT_BLOCKS)
-    yield EFFICIENT_BLOCKS
-    EFFICIENT_BLOCKS.clear()
-    EFFICIENT_BLOCKS.update(saved)
-
-
 def test_every_supported_block_is_in_the_table():
     from mmpretrain.models.backbones.convnext import ConvNeXtBlock
     from mmpretrain.models.backbones.deit3 import \
@@ -268,16 +232,16 @@ def test_pit_built_efficient_is_pit_converted():
 
 def test_a_registered_custom_block_is_converted_draw_for_draw(table):
     torch.manual_seed(0)
-    masked = torch.nn.Sequential(_Block(), torch.nn.ReLU(), _Block())
+    masked = torch.nn.Sequential(ToyBlock(), torch.nn.ReLU(), ToyBlock())
     model = copy.deepcopy(masked)
     with pytest.raises(ValueError, match='Sequential has no block'):
         enable_efficient_drop_path(model)  # not registered: refused
-    assert register_efficient_block(_Block, _EfficientBlock) \
-        is _EfficientBlock
-    assert table[_Block] == EfficientBlock(_EfficientBlock, None)
+    assert register_efficient_block(ToyBlock, EfficientToyBlock) \
+        is EfficientToyBlock
+    assert table[ToyBlock] == EfficientBlock(EfficientToyBlock, None)
     assert enable_efficient_drop_path(model) == 2
-    assert [type(m) for m in model] == [_EfficientBlock, torch.nn.ReLU,
-                                        _EfficientBlock]
+    assert [type(m) for m in model] == [EfficientToyBlock, torch.nn.ReLU,
+                                        EfficientToyBlock]
     assert is_efficient_block(model[0]) and not is_efficient_block(masked[0])
     assert copy_sharing_blocker(model) is None
     assert copy_sharing_blocker(masked).startswith('0.drop_path is a masked')
@@ -293,48 +257,49 @@ def test_a_registered_custom_block_is_converted_draw_for_draw(table):
 
 
 def test_a_block_failing_its_check_is_named_in_a_warning(table):
-    register_efficient_block(_Block, _EfficientBlock,
+    register_efficient_block(ToyBlock, EfficientToyBlock,
                              check=lambda block: block.fc.in_features == 4)
-    model = torch.nn.Sequential(_Block(4), _Block(4),
-                                torch.nn.Linear(4, 3), _Block(3))
+    model = torch.nn.Sequential(ToyBlock(4), ToyBlock(4),
+                                torch.nn.Linear(4, 3), ToyBlock(3))
     with pytest.warns(UserWarning, match=r'1 block\(s\) of Sequential keep '
-                      r'the masked drop path.*: 3 \(_Block\)$'):
+                      r'the masked drop path.*: 3 \(ToyBlock\)$'):
         assert enable_efficient_drop_path(model) == 2
-    assert [type(m) for m in model] == [_EfficientBlock, _EfficientBlock,
-                                        torch.nn.Linear, _Block]
+    assert [type(m) for m in model] == [EfficientToyBlock, EfficientToyBlock,
+                                        torch.nn.Linear, ToyBlock]
 
 
 def test_the_table_refuses_bad_registrations(table):
     with pytest.raises(TypeError, match='must be an nn.Module class'):
-        register_efficient_block(lambda x: x, _EfficientBlock)
+        register_efficient_block(lambda x: x, EfficientToyBlock)
     with pytest.raises(TypeError, match='must be a subclass of it'):
-        register_efficient_block(_Block, torch.nn.Linear)
+        register_efficient_block(ToyBlock, torch.nn.Linear)
     with pytest.raises(TypeError, match='must be a subclass of it'):
-        register_efficient_block(_Block, _Block)
+        register_efficient_block(ToyBlock, ToyBlock)
 
-    class WithInit(_EfficientBlock):
+    class WithInit(EfficientToyBlock):
 
         def __init__(self):
             super().__init__()
             self.extra = torch.nn.Linear(4, 4)
 
     with pytest.raises(TypeError, match='WithInit defines __init__'):
-        register_efficient_block(_Block, WithInit)
+        register_efficient_block(ToyBlock, WithInit)
     with pytest.raises(TypeError, match='has no branch_drop_paths'):
-        register_efficient_block(_Block, type('NoBranches', (_Block, ), {}))
-    assert _Block not in table
+        register_efficient_block(ToyBlock,
+                                 type('NoBranches', (ToyBlock, ), {}))
+    assert ToyBlock not in table
 
     # as a decorator; registering the same twin again is a no-op
-    assert register_efficient_block(_Block)(_EfficientBlock) \
-        is _EfficientBlock
-    register_efficient_block(_Block, _EfficientBlock)
+    assert register_efficient_block(ToyBlock)(EfficientToyBlock) \
+        is EfficientToyBlock
+    register_efficient_block(ToyBlock, EfficientToyBlock)
 
-    class Other(_EfficientBlock):
+    class Other(EfficientToyBlock):
         pass
 
     with pytest.raises(ValueError, match='already converts to '
-                       '_EfficientBlock; pass force=True'):
-        register_efficient_block(_Block, Other)
-    assert table[_Block].twin is _EfficientBlock
-    register_efficient_block(_Block, Other, force=True)
-    assert table[_Block].twin is Other
+                       'EfficientToyBlock; pass force=True'):
+        register_efficient_block(ToyBlock, Other)
+    assert table[ToyBlock].twin is EfficientToyBlock
+    register_efficient_block(ToyBlock, Other, force=True)
+    assert table[ToyBlock].twin is Other

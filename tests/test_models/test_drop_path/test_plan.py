@@ -11,9 +11,7 @@ from mmcv.cnn.bricks import DropPath
 from torch.overrides import TorchFunctionMode
 
 import cosub_mm  # noqa: F401
-from cosub_mm.models.drop_path import (EFFICIENT_BLOCKS, SubmodelPlan,
-                                       block_plans, draw_submodel_plan,
-                                       drop_path_add,
+from cosub_mm.models.drop_path import (SubmodelPlan, draw_submodel_plan,
                                        enable_efficient_drop_path,
                                        planned_branches,
                                        register_efficient_block,
@@ -25,50 +23,22 @@ sys.path.insert(
     0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                 'test_backbones'))
 from tiny_archs import IMG, TINY_ARCHS  # noqa: E402
-
-
-class _Block(torch.nn.Module):
-    """x + DropPath(tanh(fc(x))), a block cosub_mm does not know."""
-
-    def __init__(self, rate: float, drop=DropPath) -> None:
-        super().__init__()
-        self.fc = torch.nn.Linear(5, 5)
-        self.drop_path = drop(rate)
-
-    def _branch(self, x):
-        return torch.tanh(self.fc(x))
-
-    def forward(self, x):
-        return x + self.drop_path(self._branch(x))
-
-
-class _EfficientBlock(_Block):
-
-    def branch_drop_paths(self):
-        return [self.drop_path]
-
-    def forward(self, x):
-        (plan, ) = block_plans(self, 1)
-        return drop_path_add(x, self._branch, self.drop_path.drop_prob,
-                             self.training, plan=plan)
+from toy_blocks import EfficientToyBlock, ToyBlock  # noqa: E402
 
 
 @pytest.fixture
-def toy():
+def toy(table):
     """A chain of toy blocks at the given rates, masked and efficient."""
-    saved = dict(EFFICIENT_BLOCKS)
-    register_efficient_block(_Block, _EfficientBlock)
+    register_efficient_block(ToyBlock, EfficientToyBlock)
 
-    def build(rates, drop=DropPath):
+    def build(rates):
         torch.manual_seed(0)
-        masked = torch.nn.Sequential(*[_Block(r, drop) for r in rates])
+        masked = torch.nn.Sequential(*[ToyBlock(5, r) for r in rates])
         efficient = copy.deepcopy(masked)
         enable_efficient_drop_path(efficient)
         return masked, efficient
 
-    yield build
-    EFFICIENT_BLOCKS.clear()
-    EFFICIENT_BLOCKS.update(saved)
+    return build
 
 
 def _reference_keep(model, rows, seed):
