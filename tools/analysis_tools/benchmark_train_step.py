@@ -78,6 +78,12 @@ VARIANTS = ('baseline', 'cosub-masked', 'cosub-efficient',
 DEFAULT_VARIANTS = VARIANTS[:3]
 COSUB_KEYS = ('cosub_loss',
               'efficient_drop_path', 'share_copies')
+COMPILED = '+compile'  # appended to a variant measured compiled
+
+
+def _suffix(run: str) -> str:
+    """``COMPILED`` for a compiled run, else ''."""
+    return COMPILED if run.endswith(COMPILED) else ''
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -165,8 +171,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                      "mmengine's CUDA AmpOptimWrapper); on CPU use --amp "
                      'bf16')
     args.runs = [v + suffix for v in args.variants
-                 for suffix in {'off': ('', ), 'on': ('+compile', ),
-                                'both': ('', '+compile')}[args.compile]]
+                 for suffix in {'off': ('', ), 'on': (COMPILED, ),
+                                'both': ('', COMPILED)}[args.compile]]
     if args.seg:
         args.img_size = args.img_size or 128
         args.num_classes = args.num_classes or 150
@@ -337,8 +343,7 @@ def build(run: str, args):
     from cosub_mm.registry import MODELS
 
     from mmengine.registry import DefaultScope
-    variant, compiled = run.removesuffix('+compile'), run.endswith(
-        '+compile')
+    variant = run.removesuffix(COMPILED)
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope(
             'mmseg' if args.seg else 'mmpretrain'):
@@ -346,7 +351,7 @@ def build(run: str, args):
     # every variant: the same uniform rate (DropPathRateHook's rule)
     set_drop_path_rates(model.backbone, args.drop_path_rate, 'uniform')
     model.to(args.device).train()
-    if compiled:
+    if _suffix(run):
         model.backbone.compile()
     optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
     dtype = dict(bf16='bfloat16', fp16='float16').get(args.amp)
@@ -491,7 +496,7 @@ def time_interleaved(args) -> Dict[str, List[float]]:
     for v in args.runs:
         # compiled: the first steps compile, then recompile once the plan's
         # index sizes turn out to vary (dynamic shapes from then on)
-        for _ in range(args.warmup + (3 if v.endswith('+compile') else 0)):
+        for _ in range(args.warmup + (3 if _suffix(v) else 0)):
             step(*runs[v], args.device)
     times: Dict[str, List[float]] = {v: [] for v in args.runs}
     for i in range(args.steps):
@@ -514,8 +519,7 @@ def table(results: Dict[str, dict], args) -> str:
     ]
 
     def ratio(v, key):
-        base = results.get('baseline' + v[len(v.removesuffix('+compile')):],
-                           ref)
+        base = results.get('baseline' + _suffix(v), ref)
         return f'{results[v][key] / base[key]:.2f}' if base and key in base \
             and key in results[v] else 'n/a'
 
@@ -531,9 +535,9 @@ def table(results: Dict[str, dict], args) -> str:
             f"{ratio(v, 'step_peak_mib')} | "
             f"{num(v, 'process_peak_mib', '.0f')} | "
             f"{ratio(v, 'process_peak_mib')} |")
-    for v in ('cosub-efficient', 'cosub-efficient-unshared',
-              'cosub-efficient+compile', 'cosub-efficient-unshared+compile'):
-        masked = 'cosub-masked' + v[len(v.removesuffix('+compile')):]
+    for v in (e + s for s in ('', COMPILED)
+              for e in ('cosub-efficient', 'cosub-efficient-unshared')):
+        masked = 'cosub-masked' + _suffix(v)
         if v not in results or masked not in results:
             continue
         m, e = results[masked], results[v]
@@ -558,7 +562,7 @@ def main(argv=None) -> dict:
     results: Dict[str, dict] = {v: {} for v in args.runs}
     if not args.no_memory:
         # eager runs only: compiling again in every child is slow
-        for v in [r for r in args.runs if not r.endswith('+compile')]:
+        for v in [r for r in args.runs if not _suffix(r)]:
             results[v].update(memory_in_child(v, args))
             print(f'memory: {v} {results[v]}', file=sys.stderr, flush=True)
     if not args.no_time:
