@@ -9,7 +9,8 @@ from mmengine.registry import DefaultScope
 import cosub_mm  # noqa: F401
 from conftest import make_seg_dataset
 from cosub_mm import registry
-from cosub_mm.datasets import CheckSegAnnotation, FashionScenesDataset
+from cosub_mm.datasets import (CheckSegAnnotation, FashionScenesDataset,
+                               SampleSeedSampler)
 from cosub_mm.engine.hooks import NonFiniteLossHook
 from cosub_mm.models import CosubLoss
 from cosub_mm.registry import MODELS
@@ -92,6 +93,10 @@ BUILDS = {
         data_prefix=dict(img_path='images/training',
                          seg_map_path='annotations/training'),
         pipeline=[]), FashionScenesDataset),
+    'DATA_SAMPLERS': (lambda tmp_path: dict(
+        type='cosub_mm.SampleSeedSampler', dataset=[0, 1, 2], seed=0,
+        sampler=dict(type='DefaultSampler', shuffle=False)),
+                      SampleSeedSampler),
     'WEIGHT_INITIALIZERS': (
         lambda tmp_path: dict(type='cosub_mm.DeiT3AuthorsInit'),
         DeiT3AuthorsInit),

@@ -4,7 +4,8 @@
 # 0.9 (mmpretrain's ConvNeXt ranks parameters by block depth).
 _base_ = [
     '../_base_/models/upernet_convnext.py',
-    'mmseg::_base_/datasets/ade20k.py', 'mmseg::_base_/default_runtime.py',
+    '../_base_/datasets/ade20k_sample-seeds.py',
+    'mmseg::_base_/default_runtime.py',
     '../_base_/schedules/upernet_adamw-poly-160k.py'
 ]
 default_scope = 'mmseg'

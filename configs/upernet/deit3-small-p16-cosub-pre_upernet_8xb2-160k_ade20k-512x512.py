@@ -7,7 +7,8 @@
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
 _base_ = [
     '../_base_/models/upernet_deit3-p16_mln.py',
-    'mmseg::_base_/datasets/ade20k.py', 'mmseg::_base_/default_runtime.py',
+    '../_base_/datasets/ade20k_sample-seeds.py',
+    'mmseg::_base_/default_runtime.py',
     '../_base_/schedules/upernet_adamw-poly-160k.py'
 ]
 default_scope = 'mmseg'

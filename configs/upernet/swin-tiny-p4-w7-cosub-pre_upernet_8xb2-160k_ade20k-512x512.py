@@ -2,7 +2,8 @@
 # SwinTransformer), ADE20k 512x512, 160k iterations, 8 GPUs x 2 images.
 # mmseg's Swin recipe: AdamW lr 6e-5, weight decay 0.01, no layer decay.
 _base_ = [
-    '../_base_/models/upernet_swin.py', 'mmseg::_base_/datasets/ade20k.py',
+    '../_base_/models/upernet_swin.py',
+    '../_base_/datasets/ade20k_sample-seeds.py',
     'mmseg::_base_/default_runtime.py',
     '../_base_/schedules/upernet_adamw-poly-160k.py'
 ]

@@ -585,7 +585,9 @@ def test_finetune_224_follows_readme_revenge(path):
     rand_augment = pipeline[types.index('RandAugment')]
     for key, value in ref['rand_augment'].items():
         assert rand_augment[key] == value, key
-    assert cfg.train_dataloader.sampler.type == 'DefaultSampler'  # no RA
+    sampler = cfg.train_dataloader.sampler
+    assert sampler.type == 'cosub_mm.SampleSeedSampler'
+    assert sampler.sampler.type == 'DefaultSampler'  # no RA
     hooks = [h['type'] for h in cfg.custom_hooks]
     assert 'cosub_mm.DropPathRateHook' in hooks  # models_v2: dpr constant
 

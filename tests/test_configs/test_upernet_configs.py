@@ -229,8 +229,10 @@ def _tiny_run_cfg(path: str, data_root: str, work_dir: str,
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg[key]
         loader.update(num_workers=0, persistent_workers=False)
-        loader.dataset.update(type='cosub_mm.FashionScenesDataset',
-                              data_root=data_root)
+        # the train loader wraps its dataset for per-sample seeds
+        dataset = loader.dataset.get('dataset', loader.dataset)
+        dataset.update(type='cosub_mm.FashionScenesDataset')
+        loader.dataset.update(data_root=data_root)
     cfg.train_dataloader.dataset.pipeline = cfg.train_pipeline
     cfg.val_dataloader.dataset.pipeline = cfg.test_pipeline
     cfg.test_dataloader.dataset.pipeline = cfg.test_pipeline

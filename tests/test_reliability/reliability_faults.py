@@ -15,6 +15,9 @@ normally when none is set:
   ``__getitem__`` calls) and write ``{"iter": i, "loads": n}`` to FILE
   after the first training iteration this process runs (a resumed run:
   what it loaded to get there).
+- ``FAULT_LOG_LOADS=FILE``: append one line (the dataset's ``data_prefix``
+  and the index) to FILE per sample loaded, in whichever process loads it
+  (data loader workers included).
 """
 import json
 import io
@@ -74,6 +77,22 @@ def _counting(getitem):
 if os.environ.get('FAULT_COUNT_LOADS'):
     from mmengine.dataset import BaseDataset
     BaseDataset.__getitem__ = _counting(BaseDataset.__getitem__)
+
+
+def _logging(getitem, path: str):
+
+    def __getitem__(self, idx):
+        with open(path, 'a') as f:  # one short append per load: atomic
+            f.write(f'{self.data_prefix} {int(idx)}\n')
+        return getitem(self, idx)
+
+    return __getitem__
+
+
+if os.environ.get('FAULT_LOG_LOADS'):
+    from mmengine.dataset import BaseDataset
+    BaseDataset.__getitem__ = _logging(BaseDataset.__getitem__,
+                                       os.environ['FAULT_LOG_LOADS'])
 
 _torch_save = torch.save
 

@@ -25,6 +25,8 @@ from conftest import make_cls_dataset
 
 WIDE_CFG = COSUB_CFG.replace('.py', '_wide.py')
 EPOCH_CFG = COSUB_CFG.replace('.py', '_epochs.py')
+SEEDED_CFG = COSUB_CFG.replace('.py', '_seeded.py')  # per-sample seeds
+WORKERS = ['train_dataloader.num_workers=2']
 
 
 @pytest.fixture(scope='module')
@@ -251,16 +253,21 @@ def test_checkpoint_of_another_config_is_refused_nothing_overwritten(
     assert_untouched(before, work_dir)
 
 
+def _copy_checkpoint(run_dir: str, name: str, to: str) -> None:
+    """A new work_dir ``to`` holding ``run_dir``'s checkpoint ``name`` and
+    a pointer to it (what a run killed later would have left)."""
+    os.makedirs(to)
+    shutil.copyfile(osp.join(run_dir, name), osp.join(to, name))
+    with open(osp.join(to, 'last_checkpoint'), 'w') as f:
+        f.write(osp.join(to, name))
+
+
 def _resume_from(run_dir: str, at: int, to: str, data_root: str,
                  **train_kwargs) -> tuple:
     """Resume a copy of ``run_dir``'s iteration-``at`` checkpoint in
     ``to`` (the checkpoint is what a run killed later would have left);
     return the log and ``{'iter', 'loads'}`` of the first new iteration."""
-    os.makedirs(to)
-    ckpt = osp.join(to, f'iter_{at}.pth')
-    shutil.copyfile(osp.join(run_dir, f'iter_{at}.pth'), ckpt)
-    with open(osp.join(to, 'last_checkpoint'), 'w') as f:
-        f.write(ckpt)
+    _copy_checkpoint(run_dir, f'iter_{at}.pth', to)
     counts = osp.join(to, 'loads.json')
     proc = train(to, data_root, resume=True, FAULT_COUNT_LOADS=counts,
                  **train_kwargs)
@@ -316,10 +323,14 @@ def test_upernet_with_infinite_sampler_resumes_exactly_with_zero_replay(
                          weights(osp.join(ref_dir, 'iter_6.pth')))
 
 
-def test_two_gloo_processes_resume_each_rank_exactly(data_root, tmp_path):
+@pytest.mark.parametrize('seeded', [False, True],
+                         ids=['0-workers', '2-workers-sample-seeds'])
+def test_two_gloo_processes_resume_each_rank_exactly(data_root, tmp_path,
+                                                     seeded):
     """Ranks seeded differently (diff_rank_seed) draw differently: each
     resumes from its own saved RNG states (a rank given rank 0's would
-    drift), with zero replay on each rank's sampler."""
+    drift), with zero replay on each rank's sampler; also with two loader
+    workers per rank drawing per-sample seeds."""
     import socket
     import subprocess
     import sys
@@ -333,7 +344,9 @@ def test_two_gloo_processes_resume_each_rank_exactly(data_root, tmp_path):
         env.update(PYTHON=sys.executable, PORT=str(port),
                    OMP_NUM_THREADS='1')
         args = train_args(work_dir, data_root,
-                          ['randomness.diff_rank_seed=True'])
+                          ['randomness.diff_rank_seed=True'] +
+                          (WORKERS if seeded else []),
+                          SEEDED_CFG if seeded else COSUB_CFG)
         args[0:1] = ['bash', 'tools/dist_train.sh']
         args.insert(3, '2')
         if resume:
@@ -353,11 +366,7 @@ def test_two_gloo_processes_resume_each_rank_exactly(data_root, tmp_path):
     assert not torch.equal(ranks[0]['torch'], ranks[1]['torch'])
     # resume from the reference's own iteration-4 checkpoint
     work_dir = str(tmp_path / 'run')
-    os.makedirs(work_dir)
-    shutil.copyfile(osp.join(ref_dir, 'iter_4.pth'),
-                    osp.join(work_dir, 'iter_4.pth'))
-    with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
-        f.write(osp.join(work_dir, 'iter_4.pth'))
+    _copy_checkpoint(ref_dir, 'iter_4.pth', work_dir)
     log = dist_train(work_dir, resume=True)
     assert log.count('ExactResumeHook: 4 batches skipped at the sampler') \
         >= 1
@@ -383,5 +392,87 @@ def test_epoch_based_config_resumes_exactly_from_an_epoch_end(data_root,
     assert 'resumed epoch: 1, iter: 3' in proc.stdout + proc.stderr
     with open(counts) as f:
         assert json.load(f) == dict(iter=4, loads=4)  # its own batch only
+    assert_bitwise_equal(weights(osp.join(work_dir, 'epoch_2.pth')),
+                         weights(osp.join(ref_dir, 'epoch_2.pth')))
+
+
+# ------------------------------------------------------ per-sample seeds ---
+LONG = ['train_cfg.max_iters=12']  # 4 epochs of 3 iterations
+
+
+def _loads(path: str) -> int:
+    """Training samples loaded (validation loads left out)."""
+    with open(path) as f:
+        return sum('/train' in line for line in f)
+
+
+@pytest.fixture(scope='module')
+def seeded_reference(tmp_path_factory, data_root) -> str:
+    """12 iterations with per-sample seeds and no worker processes."""
+    work_dir = str(tmp_path_factory.mktemp('seeded_reference'))
+    train(work_dir, data_root, config=SEEDED_CFG, extra=LONG)
+    return work_dir
+
+
+@pytest.mark.parametrize('persistent', [False, True])
+def test_workers_with_sample_seeds_resume_at_the_sampler_exactly(
+        seeded_reference, data_root, tmp_path, persistent):
+    """Two workers, per-sample seeds: the resume at iteration 8 loads none
+    of the 32 trained samples beyond what the loop's first loader iterator
+    prefetches when it is built (4 batches, capped here by the 3 of an
+    epoch; mmengine#1520's replay would load all 32) and ends
+    bit-identical. Without persistent workers the run is
+    even identical to the run without workers it resumes from: the samples
+    no longer depend on who loads them."""
+    extra = LONG + WORKERS + [
+        f'train_dataloader.persistent_workers={persistent}']
+    ref_dir = seeded_reference
+    if persistent:  # its loader draws one base seed per run, not per epoch
+        ref_dir = str(tmp_path / 'reference')
+        train(ref_dir, data_root, config=SEEDED_CFG, extra=extra)
+    log = str(tmp_path / 'loads.txt')
+    out, _ = _resume_from(ref_dir, 8, str(tmp_path / 'run'), data_root,
+                          config=SEEDED_CFG, extra=extra,
+                          FAULT_LOG_LOADS=log)
+    assert 'ExactResumeHook: 8 batches skipped at the sampler' in out
+    remaining = (12 - 8) * 4
+    assert remaining <= _loads(log) <= remaining + 3 * 4
+    assert_bitwise_equal(weights(str(tmp_path / 'run' / 'iter_12.pth')),
+                         weights(osp.join(ref_dir, 'iter_12.pth')))
+
+
+def test_upernet_with_workers_and_sample_seeds_resumes_exactly(
+        seg_data_root, tmp_path):
+    """InfiniteSampler (the ADE20k configs) with two workers: the stream
+    restarts at the saved position and the run ends bit-identical."""
+    config = osp.join(osp.dirname(COSUB_CFG), 'cosub_tiny_upernet_seeded.py')
+    ref_dir = str(tmp_path / 'reference')
+    train(ref_dir, seg_data_root, config=config, extra=WORKERS)
+    out, _ = _resume_from(ref_dir, 4, str(tmp_path / 'run'), seg_data_root,
+                          config=config, extra=WORKERS)
+    assert 'ExactResumeHook: 4 batches skipped at the sampler' in out
+    assert_bitwise_equal(weights(str(tmp_path / 'run' / 'iter_6.pth')),
+                         weights(osp.join(ref_dir, 'iter_6.pth')))
+
+
+@pytest.mark.parametrize('persistent', [False, True])
+def test_epoch_based_with_workers_and_sample_seeds_resumes_exactly(
+        data_root, tmp_path, persistent):
+    """EpochBasedTrainLoop with two workers, resumed from the end of epoch
+    1: it loads exactly epoch 2's 12 samples and ends bit-identical (new
+    persistent workers are started before the RNG states are restored, so
+    the loader's base-seed draw stays where the uninterrupted run had
+    it)."""
+    config = EPOCH_CFG.replace('.py', '_seeded.py')
+    extra = WORKERS + [f'train_dataloader.persistent_workers={persistent}']
+    ref_dir = str(tmp_path / 'reference')
+    train(ref_dir, data_root, config=config, extra=extra)
+    work_dir = str(tmp_path / 'run')
+    _copy_checkpoint(ref_dir, 'epoch_1.pth', work_dir)
+    log = str(tmp_path / 'loads.txt')
+    proc = train(work_dir, data_root, resume=True, config=config,
+                 extra=extra, FAULT_LOG_LOADS=log)
+    assert 'resumed epoch: 1, iter: 3' in proc.stdout + proc.stderr
+    assert _loads(log) == 12
     assert_bitwise_equal(weights(osp.join(work_dir, 'epoch_2.pth')),
                          weights(osp.join(ref_dir, 'epoch_2.pth')))

@@ -29,3 +29,15 @@ def test_both_modes_are_the_demo_run_with_exact_resume(tmp_path):
     a.pop('custom_hooks')
     b.pop('custom_hooks')
     assert a == b  # the modes differ in the hook's switch only
+
+
+def test_workers_load_through_per_sample_seeds(tmp_path):
+    path = tmp_path / 'workers.py'
+    path.write_text(_tool().config_text(batch=16, workers=2))
+    loader = Config.fromfile(str(path)).train_dataloader
+    assert loader.num_workers == 2
+    assert loader.sampler.type == 'cosub_mm.SampleSeedSampler'
+    assert loader.sampler.sampler.type == 'InfiniteSampler'
+    assert loader.dataset.type == 'cosub_mm.SampleSeedDataset'
+    assert loader.dataset.dataset == dict(type='FashionMNIST')
+    assert loader.dataset.split == 'train'  # the demo's keys, beside it

@@ -5,12 +5,14 @@ Trains a tiny iteration-based cosub run of the demo's kind (Fashion-MNIST,
 checkpoints at iteration ``--early`` and ``--late``, then resumes each
 checkpoint for one more iteration, with the hook's sampler-level skip (the
 default) and with mmengine's replay (``skip_at_sampler=False``), and prints
-the wall time of each resume side by side. The resumes run one after the
+the wall time of each resume side by side; ``--workers N`` loads with N
+worker processes and per-sample seeds (``cosub_mm.SampleSeedSampler``),
+whose resume skips at the sampler too. The resumes run one after the
 other in this process's machine state; the machine's load is printed.
 
 Usage:
     python tools/analysis_tools/benchmark_resume.py [--early 20]
-        [--late 2000] [--batch 64] [--work-dir DIR]
+        [--late 2000] [--batch 64] [--workers 0] [--work-dir DIR]
 """
 import argparse
 import os
@@ -31,13 +33,23 @@ DEMO_CFG = osp.join(
     'cosub_vit-6l-96d-p7_1xb256-adamw-700i_fashion-mnist.py')
 
 
-def config_text(batch: int, skip_at_sampler: bool = True) -> str:
-    """A tiny demo-like run with exact resume."""
+def config_text(batch: int, skip_at_sampler: bool = True,
+                workers: int = 0) -> str:
+    """A tiny demo-like run with exact resume; with ``workers``, that many
+    loader processes drawing per-sample seeds (``SampleSeedSampler``)."""
+    loader = f'batch_size={batch}'
+    if workers:
+        loader += (
+            f', num_workers={workers}, persistent_workers=False, '
+            'sampler=dict(_delete_=True, type="cosub_mm.SampleSeedSampler", '
+            'sampler=dict(type="InfiniteSampler", shuffle=True)), '
+            'dataset=dict(type="cosub_mm.SampleSeedDataset", '
+            'dataset=dict(type="FashionMNIST"))')
     return '\n'.join([
         f'_base_ = [{DEMO_CFG!r}]',
         'model = dict(backbone=dict(arch=dict(embed_dims=16, num_layers=2,'
         ' num_heads=1, feedforward_channels=32)), head=dict(in_channels=16))',
-        f'train_dataloader = dict(batch_size={batch})',
+        f'train_dataloader = dict({loader})',
         '# no validation: a run ending after its first new iteration would',
         '# validate on 10,000 images',
         'val_dataloader = None', 'val_cfg = None', 'val_evaluator = None',
@@ -56,7 +68,8 @@ def _load() -> str:
 
 
 def benchmark(early: int, late: int, batch: int, work_dir: str,
-              threads: int = 1) -> Dict[str, Dict[int, float]]:
+              threads: int = 1,
+              workers: int = 0) -> Dict[str, Dict[int, float]]:
     """Resume wall times ``{mode: {iteration: seconds}}``."""
     check_fashion_mnist(osp.join(REPO, 'data', 'fashion_mnist'))
     os.makedirs(work_dir, exist_ok=True)
@@ -64,7 +77,7 @@ def benchmark(early: int, late: int, batch: int, work_dir: str,
     for mode, skip in (('sampler skip', True), ('replay', False)):
         configs[mode] = osp.join(work_dir, f'{mode.replace(" ", "_")}.py')
         with open(configs[mode], 'w') as f:
-            f.write(config_text(batch, skip))
+            f.write(config_text(batch, skip, workers))
     train_dir = osp.join(work_dir, 'train')
     print(f'training {late} iterations (checkpoints at {early} and {late})',
           flush=True)
@@ -101,6 +114,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[int, float]]:
     parser.add_argument('--late', type=int, default=2000)
     parser.add_argument('--batch', type=int, default=64)
     parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--workers', type=int, default=0,
+                        help='data loader processes (per-sample seeds)')
     parser.add_argument('--work-dir', default=None)
     args = parser.parse_args(argv)
     if not 0 < args.early < args.late:
@@ -108,10 +123,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[int, float]]:
     load_start = _load()
     work_dir = args.work_dir or tempfile.mkdtemp(prefix='benchmark_resume_')
     times = benchmark(args.early, args.late, args.batch, work_dir,
-                      args.threads)
+                      args.threads, args.workers)
     print(f'\nresume -> first new iteration (s), batch {args.batch}, '
-          f'{args.threads} thread(s); load at start {load_start}, at end '
-          f'{_load()}')
+          f'{args.threads} thread(s), {args.workers} loader worker(s); '
+          f'load at start {load_start}, at end {_load()}')
     print(f'| mode | at {args.early} | at {args.late} | late / early |')
     print('|---|---|---|---|')
     for mode, t in times.items():

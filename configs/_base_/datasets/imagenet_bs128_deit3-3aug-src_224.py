@@ -36,9 +36,18 @@ train_dataloader = dict(
     num_workers=10,
     persistent_workers=True,
     drop_last=True,  # deit main.py's train DataLoader
-    dataset=dict(type=dataset_type, data_root=data_root, split='train',
-                 pipeline=train_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=True))
+    # per-sample seeds (cosub_mm.SampleSeedDataset/Sampler): augmentations
+    # that do not depend on the worker, so --resume skips the trained
+    # samples instead of re-loading them (docs/reliability.md)
+    dataset=dict(
+        type='cosub_mm.SampleSeedDataset',
+        dataset=dict(type=dataset_type),
+        data_root=data_root,
+        split='train',
+        pipeline=train_pipeline),
+    sampler=dict(
+        type='cosub_mm.SampleSeedSampler',
+        sampler=dict(type='DefaultSampler', shuffle=True)))
 val_dataloader = dict(
     batch_size=128,
     num_workers=10,

@@ -10,6 +10,7 @@ from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
+from cosub_mm.datasets.sample_seeds import SampleSeedSampler
 from cosub_mm.registry import HOOKS
 
 __all__ = ['ExactResumeHook']
@@ -44,21 +45,63 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state['cuda'])
 
 
+def _seeded_sampler(loader: Any) -> Optional[SampleSeedSampler]:
+    """The loader's :class:`SampleSeedSampler`, if it has one."""
+    sampler = getattr(loader, 'sampler', None)
+    if not isinstance(sampler, SampleSeedSampler):
+        sampler = getattr(getattr(loader, 'batch_sampler', None), 'sampler',
+                          None)
+    return sampler if isinstance(sampler, SampleSeedSampler) else None
+
+
+def _skip_with_workers(iterator: Any, loader: Any,
+                       sampler: SampleSeedSampler, batches: int) -> None:
+    """:func:`skip_batches_at_sampler` for a loader with worker processes
+    and per-sample seeds: the sampler restarts at the saved position and a
+    new loader iterator feeds the workers from there."""
+    inner = iterator._iterator
+    if not loader.persistent_workers and hasattr(inner,
+                                                 '_shutdown_workers'):
+        # the loop's first iterator already prefetches from the start
+        inner._shutdown_workers()
+    per_epoch = None if sampler.infinite else len(loader)
+    full, rest = (0, batches) if per_epoch is None else divmod(
+        batches, per_epoch)
+    if rest == 0 and full > 0:
+        # saved at an epoch end: an exhausted iterator of that epoch, so
+        # the first new batch crosses it as in the uninterrupted run (whose
+        # next loader iterator draws from torch's RNG after the checkpoint)
+        full, rest = full - 1, per_epoch
+    if full:
+        iterator._epoch += full
+        sampler.set_epoch(iterator._epoch)
+    batch_size = getattr(loader.batch_sampler, 'batch_size', None) or 1
+    samples = rest * batch_size
+    if per_epoch is not None:
+        samples = min(samples, len(sampler))
+    sampler.skip(samples)
+    # persistent workers: ``_reset`` drops what they prefetched
+    iterator._iterator = iter(loader)
+
+
 def skip_batches_at_sampler(iterator: Any, batches: int) -> bool:
     """Advance an ``IterBasedTrainLoop`` data iterator by ``batches``
     batches of indices, loading no sample.
 
-    The batch sampler is asked for its index batches (cheap: index
-    arithmetic) and nothing is fetched. An epoch end met on the way is
-    crossed as mmengine's ``_InfiniteDataloaderIterator`` crosses it
-    (``set_epoch`` of the next epoch, a new loader iterator); an epoch end
-    right at the saved position is left to the first new batch, as in the
-    uninterrupted run (its new loader iterator draws from torch's RNG after
-    the checkpoint).
+    Without worker processes, the batch sampler is asked for its index
+    batches (cheap: index arithmetic) and nothing is fetched. An epoch end
+    met on the way is crossed as mmengine's ``_InfiniteDataloaderIterator``
+    crosses it (``set_epoch`` of the next epoch, a new loader iterator); an
+    epoch end right at the saved position is left to the first new batch,
+    as in the uninterrupted run (its new loader iterator draws from torch's
+    RNG after the checkpoint).
 
-    Only a loader without worker processes can be skipped this way: a
-    worker iterator prefetches batches when it is created, and the workers'
-    own RNGs would miss the draws of the skipped samples.
+    With worker processes, the loader must draw its samples through a
+    :class:`~cosub_mm.datasets.SampleSeedSampler` (and load them through a
+    :class:`~cosub_mm.datasets.SampleSeedDataset`): a worker's own RNGs
+    would otherwise miss the draws of the skipped samples. The sampler
+    then restarts at the saved position (:meth:`SampleSeedSampler.skip`)
+    and a new loader iterator starts the workers there.
 
     Args:
         iterator: The loop's ``dataloader_iterator``.
@@ -69,8 +112,15 @@ def skip_batches_at_sampler(iterator: Any, batches: int) -> bool:
     """
     loader = getattr(iterator, '_dataloader', None)
     inner = getattr(iterator, '_iterator', None)
-    if loader is None or loader.num_workers != 0 or \
-            not hasattr(inner, '_next_index') or \
+    if loader is None:
+        return False
+    if loader.num_workers != 0:
+        sampler = _seeded_sampler(loader)
+        if sampler is None:
+            return False
+        _skip_with_workers(iterator, loader, sampler, batches)
+        return True
+    if not hasattr(inner, '_next_index') or \
             getattr(inner, '_sampler_iter', None) is None:
         return False
     sampler = getattr(loader.batch_sampler, 'sampler', loader.sampler)
@@ -83,6 +133,29 @@ def skip_batches_at_sampler(iterator: Any, batches: int) -> bool:
                 sampler.set_epoch(iterator._epoch)
             iterator._iterator = iter(loader)
             iterator._iterator._next_index()
+    return True
+
+
+def start_persistent_workers(loader: Any) -> bool:
+    """Start a persistent-worker loader's workers without loading a sample.
+
+    An ``EpochBasedTrainLoop`` resumed at an epoch end would create the
+    loader's persistent iterator in its first epoch and so draw its base
+    seed from torch's RNG after the restored state, where the uninterrupted
+    run only resets its iterator (no draw). Creating it beforehand, on an
+    exhausted sampler, keeps the draws aligned. Only with per-sample seeds:
+    new workers would otherwise augment with other RNGs anyway.
+
+    Returns:
+        bool: Whether the workers were started here.
+    """
+    sampler = _seeded_sampler(loader)
+    if sampler is None or not getattr(loader, 'persistent_workers', False) \
+            or getattr(loader, '_iterator', True) is not None or \
+            sampler.infinite:
+        return False
+    sampler.skip(len(sampler))
+    iter(loader)
     return True
 
 
@@ -134,11 +207,14 @@ class ExactResumeHook(Hook):
     ``docs/reliability.md``).
 
     ``IterBasedTrainLoop`` reaches the saved position by loading every
-    batch already trained (mmengine#1520). Where the loader has no worker
-    processes the hook skips those batches at the sampler instead
-    (:func:`skip_batches_at_sampler`: their indices are drawn, no sample is
-    loaded), so the time to resume does not grow with the position; a
-    loader with workers is replayed, which keeps it exact.
+    batch already trained (mmengine#1520). The hook skips those batches at
+    the sampler instead (:func:`skip_batches_at_sampler`: their indices are
+    drawn, no sample is loaded), so the time to resume does not grow with
+    the position: always without worker processes, and with workers when
+    the loader draws per-sample seeds
+    (:class:`~cosub_mm.datasets.SampleSeedSampler` and
+    :class:`~cosub_mm.datasets.SampleSeedDataset`). A loader with workers
+    and no per-sample seeds is replayed, which keeps it exact.
 
     Validation during training draws from the same RNGs (a data loader
     iterator draws its base seed from torch's RNG even without workers), and
@@ -245,11 +321,13 @@ class ExactResumeHook(Hook):
                 f'ExactResumeHook: {loop.iter} batches skipped at the '
                 'sampler, none loaded' if skipped else
                 f'ExactResumeHook: {loop.iter} batches replayed (a loader '
-                'with worker processes is replayed to stay exact)',
+                'with worker processes is replayed to stay exact unless '
+                'it draws through cosub_mm.SampleSeedSampler)',
                 logger='current')
             loop.dataloader_iterator = _RestoreAfterSkip(
                 loop.dataloader_iterator, loop.iter, state,
                 replayed=not skipped)
         else:
             # EpochBasedTrainLoop starts a new epoch: restore now.
+            start_persistent_workers(loop.dataloader)
             set_rng_state(state)
