@@ -188,6 +188,7 @@ def _loaded(log: str) -> list:
 @pytest.mark.parametrize('kind,persistent', [('default', False),
                                              ('default', True),
                                              ('infinite', False),
+                                             ('infinite', True),
                                              ('repeat_aug', True)])
 @pytest.mark.parametrize('skip', [3, 7])
 def test_workers_resume_at_the_sampler_with_the_same_samples(
