@@ -20,14 +20,17 @@ def test_both_modes_are_the_demo_run_with_exact_resume(tmp_path):
         path.write_text(tool.config_text(batch=16, skip_at_sampler=skip))
         cfgs[skip] = Config.fromfile(str(path))
     for skip, cfg in cfgs.items():
-        hooks = {h['type']: h for h in cfg.custom_hooks}
-        assert hooks['cosub_mm.ExactResumeHook']['skip_at_sampler'] is skip
+        hook = cfg.default_hooks.exact_resume
+        assert hook.type == 'cosub_mm.ExactResumeHook'
+        assert hook.skip_at_sampler is skip
+        assert 'cosub_mm.ExactResumeHook' not in {
+            h['type'] for h in cfg.get('custom_hooks', [])}  # only one
         assert cfg.train_dataloader.sampler.type == 'InfiniteSampler'
         assert cfg.train_dataloader.batch_size == 16
         assert cfg.val_dataloader is None
     a, b = (cfgs[s].to_dict() for s in (True, False))
-    a.pop('custom_hooks')
-    b.pop('custom_hooks')
+    a['default_hooks'].pop('exact_resume')
+    b['default_hooks'].pop('exact_resume')
     assert a == b  # the modes differ in the hook's switch only
 
 

@@ -246,13 +246,23 @@ class ExactResumeHook(Hook):
         self._rank_states: Optional[list] = None
 
     def before_run(self, runner: Any) -> None:
-        """With several processes, gather every rank's RNG states whenever
-        a checkpoint is saved.
+        """Refuse a second ExactResumeHook; with several processes, gather
+        every rank's RNG states whenever a checkpoint is saved.
 
-        ``Runner.save_checkpoint`` (and so ``before_save_checkpoint``) runs
-        on rank 0 only, but every rank's ``CheckpointHook`` calls it: the
-        wrapper gathers the states there, where all ranks pass.
+        Two hooks would both skip the trained batches on resume, and the
+        run would start past its saved position. ``Runner.save_checkpoint``
+        (and so ``before_save_checkpoint``) runs on rank 0 only, but every
+        rank's ``CheckpointHook`` calls it: the wrapper gathers the states
+        there, where all ranks pass.
         """
+        count = sum(isinstance(h, ExactResumeHook)
+                    for h in getattr(runner, 'hooks', []))
+        if count > 1:
+            raise ValueError(
+                f'ExactResumeHook is registered {count} times (the '
+                'classification runtime already has it as '
+                'default_hooks.exact_resume): keep one, e.g. remove it from '
+                'custom_hooks, or set default_hooks.exact_resume=None')
         if get_world_size() < 2:
             return
         save = runner.save_checkpoint

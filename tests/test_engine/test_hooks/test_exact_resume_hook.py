@@ -125,3 +125,12 @@ def test_a_loader_with_workers_is_not_skipped():
     it, dataset = _loop_iterator('infinite', workers=1)
     assert not skip_batches_at_sampler(it, 4)
     assert next(it) == _loop_iterator('infinite')[0].__next__()
+
+
+def test_a_second_hook_is_refused_naming_the_runtime_one():
+    """Two hooks would both skip the trained batches on resume."""
+    runner = SimpleNamespace(hooks=[ExactResumeHook(), ExactResumeHook()])
+    with pytest.raises(ValueError, match='registered 2 times.*'
+                       'default_hooks.exact_resume'):
+        runner.hooks[0].before_run(runner)
+    ExactResumeHook().before_run(SimpleNamespace(hooks=[]))  # one: fine
