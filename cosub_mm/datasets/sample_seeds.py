@@ -111,8 +111,8 @@ class SampleSeedSampler(Sampler):
     def __iter__(self) -> Iterator[SeededIndex]:
         # the epoch is read once: the order of the wrapped sampler is fixed
         # when its iteration starts, whatever set_epoch does meanwhile
-        epoch = self.epoch
-        if self.infinite:
+        epoch, infinite = self.epoch, self.infinite
+        if infinite:
             # mmengine's InfiniteSampler.__iter__ delegates to one shared
             # generator and would close it when a loader iterator is
             # dropped; reading the generator itself keeps it open
@@ -122,7 +122,7 @@ class SampleSeedSampler(Sampler):
             indices = itertools.islice(iter(self.sampler), start, None)
         self._skip = 0
         for position, index in enumerate(indices, start):
-            if self.infinite:
+            if infinite:
                 self._next = position + 1
             yield SeededIndex(index, sample_seed(self.seed, self.rank,
                                                  epoch, position))

@@ -53,6 +53,8 @@ def config_text(batch: int, skip_at_sampler: bool = True,
         '# no validation: a run ending after its first new iteration would',
         '# validate on 10,000 images',
         'val_dataloader = None', 'val_cfg = None', 'val_evaluator = None',
+        'custom_hooks = [dict(type="cosub_mm.DropPathRateHook", '
+        'rule="uniform")]',
         # the runtime's exact_resume hook (a second one would be refused)
         'default_hooks = dict(exact_resume=dict('
         f'skip_at_sampler={skip_at_sampler}))',
