@@ -109,6 +109,8 @@ def drop_path_add(x: Tensor,
         # Zero rows still give the parameters zero gradients (not None),
         # which AdamW applies and DDP waits for, as in the masked form.
         scale = 1.0 / (1.0 - drop_prob)
+        if torch.compiler.is_compiling():
+            return _scatter_free_add(x, branch, scale, plan)
         out = branch(x.index_select(0, plan.compute)).to(x.dtype)
         x = x.index_add(0, plan.compute, out, alpha=scale)
         return x.index_add(0, plan.copies, out.index_select(0, plan.sources),
@@ -125,6 +127,43 @@ def drop_path_add(x: Tensor,
         return x + branch(x) / keep_prob
     out = branch(x.index_select(0, idx)).to(x.dtype)
     return x.index_add(0, idx, out, alpha=1.0 / keep_prob)
+
+
+class _DistinctRows(torch.autograd.Function):
+    """``x.index_select(0, idx)`` for indices that never repeat.
+
+    Its gradient writes the rows back (``index_copy``) instead of adding
+    them (``index_add``, which inductor lowers to atomic adds).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, idx: Tensor) -> Tensor:
+        ctx.save_for_backward(idx)
+        ctx.x_shape = x.shape
+        return x.index_select(0, idx)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        idx, = ctx.saved_tensors
+        return grad.new_zeros(ctx.x_shape).index_copy(0, idx, grad), None
+
+
+def _scatter_free_add(x: Tensor, branch: Callable[[Tensor], Tensor],
+                      scale: float, plan: 'BranchPlan') -> Tensor:
+    """The planned ``drop_path_add`` for a compiled graph.
+
+    The same function as the eager form, built from gathers and writes
+    only: every row index of the plan occurs once (the twins of each copy
+    read their copy 0 once), so no gradient or result needs an atomic add.
+    """
+    out = branch(_DistinctRows.apply(x, plan.compute)).to(x.dtype)
+    update = x.new_zeros(x.shape).index_copy(0, plan.compute, out)
+    if plan.num_copies > 1:
+        twins = _DistinctRows.apply(out, plan.twin_sources)
+        update = update.index_copy(
+            0, plan.copies,
+            twins.repeat((plan.num_copies - 1, ) + (1, ) * (x.ndim - 1)))
+    return x + update * scale
 
 
 @contextmanager

@@ -52,6 +52,10 @@ class BranchPlan(NamedTuple):
             for their copy 0.
         sources (Tensor): For each of ``copies``, its position in
             ``compute``.
+        num_copies (int): k; ``copies`` holds the twin rows of copy 1, then
+            of copy 2, ...
+        twin_sources (Tensor): ``sources`` of one copy (the same for each):
+            every position at most once.
     """
     block: nn.Module
     drop_prob: float
@@ -59,6 +63,8 @@ class BranchPlan(NamedTuple):
     compute: Tensor
     copies: Tensor
     sources: Tensor
+    num_copies: int
+    twin_sources: Tensor
 
 
 def planned_branches(model: nn.Module) -> List[Tuple[nn.Module, nn.Module]]:
@@ -138,7 +144,8 @@ class SubmodelPlan:
                 views.append(flat[start:start + size])
                 start += size
             self.branches.append(
-                BranchPlan(block, drop_rate(drop), rows, *views))
+                BranchPlan(block, drop_rate(drop), rows, *views, k,
+                           views[2][:s // (k - 1) if k > 1 else 0]))
         self._summary = self._summarise()
         #: :meth:`summary` as 0-d tensors, made here so that a compiled step
         #: reads them as graph inputs

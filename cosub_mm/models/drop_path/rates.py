@@ -18,7 +18,7 @@ reaches every block. Through mmpretrain's ``TIMMBackbone`` the blocks are
 ``timm_model.blocks.N`` and are found the same way.
 """
 from collections import OrderedDict
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 import numpy as np
 from torch import nn
@@ -127,7 +127,8 @@ def set_drop_path_rates(model: nn.Module, rate: float,
         list[float]: The rate set for each block.
     """
     if rule not in RULES:
-        raise ValueError(f'drop path rule must be one of {RULES}, got {rule!r}')
+        raise ValueError(
+            f'drop path rule must be one of {RULES}, got {rule!r}')
     if not 0.0 <= rate < 1.0:
         raise ValueError(f'drop path rate must be in [0, 1), got {rate}')
     _materialize_placeholders(model)

@@ -203,12 +203,13 @@ class _CountSyncs(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def _tiny(arch):
+def _tiny(arch, efficient=True):
     backbone = copy.deepcopy(TINY_ARCHS[arch][0])
     torch.manual_seed(0)
     model = MODELS.build(backbone)
     set_drop_path_rates(model, 0.3, 'uniform')
-    enable_efficient_drop_path(model)
+    if efficient:
+        enable_efficient_drop_path(model)
     model.train()
     return model
 
@@ -294,3 +295,73 @@ def test_a_planned_bf16_step_matches_fp32_and_scores_in_fp32():
                                    rtol=0.03, atol=0.01)
     assert not torch.equal(losses['bf16']['loss_label'],
                            losses['fp32']['loss_label'])  # bf16 did act
+
+
+class _AtenGraphs:
+    """A torch.compile backend that keeps the forward and backward aten
+    graphs (AOT autograd, no decompositions) and runs them as they are."""
+
+    def __init__(self):
+        from functorch.compile import make_boxed_func
+        from torch._dynamo.backends.common import aot_autograd
+        self.graphs = []
+
+        def keep(gm, example_inputs):
+            self.graphs.append(gm)
+            return make_boxed_func(gm.forward)
+
+        self.backend = aot_autograd(fw_compiler=keep, bw_compiler=keep)
+
+    def ops(self):
+        """How often each aten op occurs in the graphs."""
+        from collections import Counter
+        return Counter(str(node.target).split('.')[1]
+                       for gm in self.graphs for node in gm.graph.nodes
+                       if node.op == 'call_function'
+                       and str(node.target).startswith('aten.'))
+
+
+def _output_and_grads(model, params, x):
+    """Output and parameter gradients of a fixed linear read-out."""
+    params.zero_grad()
+    out = model(x)[-1].flatten(1)
+    (out * torch.linspace(-1, 1, out.shape[1])).sum().backward()
+    return out.detach(), {k: p.grad.clone()
+                          for k, p in params.named_parameters()
+                          if p.grad is not None}
+
+
+@pytest.mark.parametrize('arch,copies', [('deit3', 2), ('deit3', 3),
+                                         ('swin', 2), ('convnext', 2),
+                                         ('pit', 3)])
+def test_a_compiled_planned_step_equals_the_masked_form(arch, copies):
+    """Compiled, a planned branch is built from gathers and writes only
+    (a scatter-add becomes atomic adds under inductor); its outputs and
+    gradients are the masked network's, twins included."""
+    masked = _tiny(arch, efficient=False)
+    efficient = _tiny(arch)
+    x = torch.cat([torch.randn(4, 3, IMG, IMG)] * copies)
+    masked_aten = _AtenGraphs()
+    torch._dynamo.reset()
+    torch.manual_seed(5)
+    out_m, grads_m = _output_and_grads(
+        torch.compile(masked, backend=masked_aten.backend), masked, x)
+    aten = _AtenGraphs()
+    torch._dynamo.reset()
+    compiled = torch.compile(efficient, backend=aten.backend)
+    torch.manual_seed(5)
+    plan = draw_submodel_plan(efficient, len(x), copies, x.device)
+    assert plan.summary()['shared'] > 0  # some twins computed once
+    with plan.active():
+        out_c, grads_c = _output_and_grads(compiled, efficient, x)
+    torch.testing.assert_close(out_c, out_m, rtol=1e-4, atol=1e-5)
+    assert grads_c.keys() == grads_m.keys()
+    for key in grads_m:
+        torch.testing.assert_close(grads_c[key], grads_m[key], rtol=1e-3,
+                                   atol=1e-5, msg=key)
+    assert len(aten.graphs) == 2  # one forward graph, one backward graph
+    ops, masked_ops = aten.ops(), masked_aten.ops()
+    for op in ('index_add', 'index_put', 'scatter_add'):
+        # the architecture's own (Swin's position-bias table), none added
+        assert ops[op] == masked_ops[op], op
+    assert ops['index_copy'] >= len(plan.branches)
