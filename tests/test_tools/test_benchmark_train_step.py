@@ -163,3 +163,29 @@ def test_cpu_bf16_step_runs_under_autocast(tmp_path):
     with wrapper.optim_context(model):
         assert torch.is_autocast_enabled('cpu')
         assert torch.get_autocast_dtype('cpu') == torch.bfloat16
+
+
+def test_compiled_runs_count_graph_breaks_and_the_plan_keeps_them_few():
+    from conftest import load_tool
+    tool = load_tool('tools/analysis_tools/benchmark_train_step.py')
+    args = tool.parse_args(['--tiny', '--batch-size', '4', '--compile',
+                            'on', '--no-memory', '--variants', 'cosub-masked',
+                            'cosub-efficient', 'cosub-efficient-unshared'])
+    counts = {v: tool.count_graph_breaks(v, args)
+              for v in ('cosub-masked', 'cosub-efficient')}
+    # the plan's draw (host-side) is the only break of the efficient loss
+    assert counts['cosub-efficient']['graph_breaks'] <= 2
+    assert counts['cosub-masked']['graph_breaks'] <= 2
+    # without a plan, every branch would draw and sync: one break each
+    import torch
+    from cosub_mm.models.drop_path import planned_branches
+    model = tool.build('cosub-efficient', args)[0]
+    explained = torch._dynamo.explain(model.backbone)(
+        torch.randn(4, 3, args.img_size, args.img_size))
+    assert explained.graph_break_count >= len(
+        planned_branches(model.backbone))
+    results = {v: dict(time_s=1.0, images_per_s=4.0, **c)
+               for v, c in counts.items()}
+    args.runs = list(results)
+    assert ('Graph breaks of one training loss (`torch._dynamo.explain('
+            'model.loss)`): cosub-masked ') in tool.table(results, args)

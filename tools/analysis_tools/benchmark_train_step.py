@@ -510,6 +510,24 @@ def time_interleaved(args) -> Dict[str, List[float]]:
     return times
 
 
+def count_graph_breaks(variant: str, args) -> Dict[str, int]:
+    """Graphs and graph breaks Dynamo makes of one training loss.
+
+    ``torch._dynamo.explain`` of ``model.loss`` (what mmengine's
+    ``compile = True`` compiles, through ``train_step``) on a preprocessed
+    batch, the model eager.
+    """
+    import torch
+    model, _, data = build(variant, args)
+    data = model.data_preprocessor(data, True)
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(model.loss)(data['inputs'],
+                                                  data['data_samples'])
+    torch._dynamo.reset()
+    return dict(graphs=explained.graph_count,
+                graph_breaks=explained.graph_break_count)
+
+
 def table(results: Dict[str, dict], args) -> str:
     ref = results.get('baseline')
     lines = [
@@ -547,6 +565,12 @@ def table(results: Dict[str, dict], args) -> str:
                                    ('process peak', 'process_peak_mib'))
                  if key in e and key in m]
         lines.append(f'\n{v} / {masked}: ' + ', '.join(parts))
+    breaks = [f"{v} {results[v]['graph_breaks']} ({results[v]['graphs']} "
+              'graphs)' for v in args.runs if 'graph_breaks' in results[v]]
+    if breaks:
+        lines.append('\nGraph breaks of one training loss '
+                     '(`torch._dynamo.explain(model.loss)`): '
+                     + ', '.join(breaks))
     return '\n'.join(lines)
 
 
@@ -565,6 +589,9 @@ def main(argv=None) -> dict:
         for v in [r for r in args.runs if not _suffix(r)]:
             results[v].update(memory_in_child(v, args))
             print(f'memory: {v} {results[v]}', file=sys.stderr, flush=True)
+    if args.compile != 'off':
+        for v in [r for r in args.runs if not _suffix(r)]:
+            results[v].update(count_graph_breaks(v, args))
     if not args.no_time:
         times = time_interleaved(args)
         for v in args.runs:
