@@ -164,3 +164,44 @@ def test_execute_finetunes_through_train_py_and_records(quick_study):
     assert 0.0 <= rec['mIoU'] <= 100.0 and rec['curve'][-1][0] == 2
     valid, stale = st.records()
     assert list(valid) == [rec['name']] and not stale
+
+
+
+def test_arms_of_a_seed_retrain_its_missing_classifier_once(
+        quick_study, monkeypatch):
+    """Two jobs asking for the same missing classifier: one retrains it,
+    the other waits and takes its checkpoint."""
+    import os
+    import threading
+    import time
+    st = quick_study
+    calls = []
+
+    def execute(cspec, work_dir, records_dir, jobs, echo):
+        calls.append(cspec)
+        time.sleep(0.3)  # long enough for the other job to ask meanwhile
+        run_dir = osp.join(work_dir, cspec['regime'], rep.run_name(cspec))
+        os.makedirs(run_dir, exist_ok=True)
+        with open(osp.join(run_dir, 'last_checkpoint'), 'w') as f:
+            f.write(osp.join(run_dir, 'iter_2.pth'))
+        rec = dict(name=rep.run_name(cspec), spec=cspec, test_top1=71.5,
+                   config_hash=rep.config_hash(cspec, work_dir))
+        study.write_record(records_dir, cspec['regime'], rec)
+        return rec
+
+    monkeypatch.setattr(rep, 'execute', execute)
+    specs = [seg.make_spec('quick', 'cosub', f, 2, 0)
+             for f in ('plain', 'cosub')]
+    out = [None, None]
+    threads = [threading.Thread(
+        target=lambda i=i: out.__setitem__(i, st.checkpoint(specs[i])))
+        for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and calls[0] == st.cls_spec('cosub', 0)
+    assert out[0] == out[1] and out[0][0].endswith('iter_2.pth')
+    assert out[0][1]['backbone_retrained_test_top1'] == 71.5
+    # a later ask finds the retrained run without training again
+    assert st.checkpoint(specs[0]) == out[0] and len(calls) == 1
