@@ -166,7 +166,6 @@ def test_execute_finetunes_through_train_py_and_records(quick_study):
     assert list(valid) == [rec['name']] and not stale
 
 
-
 def test_arms_of_a_seed_retrain_its_missing_classifier_once(
         quick_study, monkeypatch):
     """Two jobs asking for the same missing classifier: one retrains it,
