@@ -4,7 +4,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-__all__ = ['fix_cpu_distributed']
+__all__ = ['fix_cpu_distributed', 'close_process_group']
 
 
 @contextlib.contextmanager
@@ -68,4 +68,22 @@ def fix_cpu_distributed() -> bool:
         original_init(self, module, *args, **kwargs)
 
     MMDistributedDataParallel.__init__ = ddp_init
+    return True
+
+
+def close_process_group() -> bool:
+    """Destroy the default process group at the end of a launched run.
+
+    mmengine's runner leaves it to interpreter exit, where gloo's worker
+    threads may still be joinable when their destructors run: the process
+    then aborts with ``terminate called without an active exception`` after
+    the work is done, and the launcher reports the rank as failed.
+
+    Returns:
+        bool: Whether a process group was destroyed.
+    """
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    dist.destroy_process_group()
     return True

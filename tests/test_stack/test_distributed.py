@@ -30,3 +30,13 @@ def test_init_dist_fails_on_cpu_without_fix_and_uses_gloo_with_it():
     with_fix = run_python('import cosub_mm\n' + INIT_DIST)
     assert with_fix.returncode == 0, with_fix.stderr[-2000:]
     assert with_fix.stdout.strip().splitlines()[-1] == 'gloo'
+
+
+def test_close_process_group_destroys_a_launched_group_once():
+    proc = run_python(
+        'import cosub_mm\n' + INIT_DIST +
+        'from cosub_mm.stack.distributed import close_process_group\n'
+        'print(close_process_group(), dist.is_initialized(),\n'
+        '      close_process_group())\n')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == 'True False False'
