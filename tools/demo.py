@@ -38,7 +38,7 @@ import os
 import os.path as osp
 import shutil
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from cosub_mm.runs import (REPO, check_fashion_mnist, format_options,
                            last_checkpoint, metric_history, read_scalars,
@@ -49,6 +49,9 @@ BASE_CFG = 'configs/demo/vit-6l-96d-p7_1xb256-adamw-700i_fashion-mnist.py'
 SEG_CFG = 'configs/demo/upernet_fashion-scenes.py'
 SCENES_TOOL = 'tools/dataset_converters/make_fashion_scenes.py'
 STUDY_SUMMARY = 'docs/results/fashion_mnist_summary.json'
+SEG_STUDY = 'docs/results/fashion_scenes.md'
+
+
 def default_threads() -> int:
     """Torch threads per process: the cores the machine has free now."""
     cores = os.cpu_count() or 1
@@ -167,6 +170,10 @@ def refresh_record(path: str) -> str:
     with open(path) as f:
         record = json.load(f)
     record['study'] = study_headline()
+    if record.get('seg'):
+        record['seg']['flat'] = flat_text([
+            (int(step), float(v)) for step, v in
+            (p.split(': ') for p in record['seg']['curve'].split(', '))])
     with open(path, 'w') as f:
         json.dump(record, f, indent=1)
     md = render_record(record)
@@ -426,16 +433,29 @@ def segmentation_stage(args: argparse.Namespace, work_dir: str,
     scene = osp.join(scenes, 'images', 'validation', 'scene_00000.jpg')
     run_or_exit(['tools/infer.py', SEG_CFG, ckpt, scene, '--out-dir',
                  infer_dir], threads)
-    last_gain = curve[-1][1] - curve[-2][1] if len(curve) > 1 else None
     seg.update(
         curve=', '.join(f'{s}: {v:.1f}' for s, v in curve),
         checkpoint=ckpt, png=osp.join(pred_dir, 'seg_predictions.png'),
         infer_png=osp.join(infer_dir, 'scene_00000_overlay.png'),
-        flat=('The mIoU curve has flattened (last evaluation '
-              f'{last_gain:+.2f}).' if last_gain is not None and
-              last_gain < 1.0 else 'The mIoU was still rising at the end: '
-              'the iteration budget stopped it (--seg-iters).'))
+        flat=flat_text(curve))
     return seg
+
+
+def flat_text(curve: Sequence[Tuple[int, float]]) -> str:
+    """Whether the demo's mIoU curve flattened, in a sentence.
+
+    The schedule decays the learning rate to zero by its end, so a flat end
+    says the run finished its schedule, not that a longer one gains nothing:
+    the sentence points to the segmentation study, which doubles lengths.
+    """
+    last_gain = curve[-1][1] - curve[-2][1] if len(curve) > 1 else None
+    if last_gain is None or last_gain >= 1.0:
+        return ('The mIoU was still rising at the end: the iteration budget '
+                'stopped it (--seg-iters).')
+    return (f'The mIoU curve flattened within its {curve[-1][0]}-iteration '
+            f'schedule (last evaluation {last_gain:+.2f}; the learning rate '
+            'decays to zero by the end); longer schedules: '
+            f'`{SEG_STUDY}`.')
 
 
 if __name__ == '__main__':

@@ -119,3 +119,14 @@ def test_committed_demo_record_is_rendered_and_names_the_current_study():
     assert record['study'] == demo.study_headline(), (
         'docs/results/demo.json quotes an older study headline: run '
         'tools/demo.py --refresh-record docs/results/demo.json')
+
+
+def test_the_seg_sentence_says_flat_within_the_schedule_or_still_rising():
+    sys.path.insert(0, osp.join(REPO, 'tools'))
+    import demo
+    flat = demo.flat_text([(500, 28.7), (600, 28.79)])
+    assert flat.startswith('The mIoU curve flattened within its '
+                           '600-iteration schedule (last evaluation +0.09')
+    assert demo.SEG_STUDY in flat  # longer schedules are the study's
+    assert 'still rising' in demo.flat_text([(500, 20.0), (600, 23.0)])
+    assert 'still rising' in demo.flat_text([(600, 23.0)])

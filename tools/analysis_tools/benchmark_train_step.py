@@ -30,10 +30,9 @@ Allocator (CPU): by default (``--malloc keep``) glibc is told to keep the
 memory a step frees for the next step, as PyTorch's caching allocator does
 on CUDA. With glibc's own defaults (``--malloc default``) every block over
 32 MiB is mmap'd and unmapped again, and the heap top is trimmed, so each
-step page-faults its big activations back in: on this 2-core machine that
-put 12 % of the CPU time in the kernel and made the 2x-row cosub steps cost
-more than twice a baseline step (DeiT III-B: masked 2.59x instead of
-2.01x), an artefact of the allocator, not of the method.
+step page-faults its big activations back in, in the kernel's time; the
+2x-row cosub steps pay for that more than proportionally, an artefact of
+the allocator, not of the method.
 
 Example:
     python tools/analysis_tools/benchmark_train_step.py --arch base \\
