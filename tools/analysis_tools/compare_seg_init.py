@@ -362,8 +362,9 @@ def all_runs(records: Dict[str, dict]) -> List[str]:
     """Every recorded run, whatever stage it served."""
     lines = ['All runs:', '', '| arm | iterations | seed | backbone run | '
              'mIoU | best mIoU | s/iter |', '|---|---|---|---|---|---|---|']
-    for name in sorted(records):
-        r = records[name]
+    for r in sorted(records.values(), key=lambda r: (
+            r['spec']['init'], r['spec']['finetune'], r['spec']['iters'],
+            r['spec']['seed'])):
         sp = r['spec']
         spi = '-' if r['s_per_iter'] is None else f"{r['s_per_iter']:.2f}"
         lines.append(f"| {arm_label(sp['init'], sp['finetune'])} | "
