@@ -204,20 +204,14 @@ class Study:
         # others wait for it (threads of the pool or other processes)
         with open(rerun_dir + '.lock', 'w') as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            redo = cls_study.load_records(osp.join(rerun, 'records'),
-                                          cspec['regime'])
-            redo = {r['name']: r for r in redo
-                    if r['config_hash'] == cls_study.config_hash(
-                        cspec, rerun)}.get(name)
-            try:
-                ckpt = last_checkpoint(rerun_dir) if redo else None
-            except FileNotFoundError:
-                ckpt = None
-            if ckpt is None:
+            redo = {r['name']: r for r in cls_study.load_records(
+                osp.join(rerun, 'records'), cspec['regime'])}.get(name)
+            if not (redo and redo['config_hash'] == self.cls_hash(spec)
+                    and osp.isfile(osp.join(rerun_dir, 'last_checkpoint'))):
                 redo = cls_study.execute(cspec, rerun,
                                          osp.join(rerun, 'records'), jobs=1,
                                          echo=lambda m: None)
-                ckpt = last_checkpoint(rerun_dir)
+            ckpt = last_checkpoint(rerun_dir)
         note['backbone_retrained_test_top1'] = redo['test_top1']
         return ckpt, note
 
