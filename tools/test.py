@@ -19,7 +19,7 @@ from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from cosub_mm.stack.distributed import close_process_group
+from cosub_mm.stack.distributed import finish_distributed_run
 from cosub_mm.utils import (check_checkpoint_matches, fix_dataloaders,
                             scope_of, set_work_dir)
 
@@ -132,7 +132,7 @@ def main() -> None:
     metrics = runner.test()
     if cls_out and args.out_item == 'metrics':
         mmengine.dump(metrics, args.out)
-    close_process_group()
+    finish_distributed_run()
 
 
 if __name__ == '__main__':

@@ -18,7 +18,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from cosub_mm.fileio import atomic_write_text
-from cosub_mm.stack.distributed import close_process_group
+from cosub_mm.stack.distributed import finish_distributed_run
 from cosub_mm.utils import (fix_dataloaders, log_metrics_by_iter,
                             scale_schedule, scope_of, set_work_dir)
 
@@ -171,7 +171,7 @@ def main() -> None:
                 json.dumps({k: float(v) for k, v in metrics.items()},
                            indent=1),
                 osp.join(cfg.work_dir, 'test_metrics.json'))
-    close_process_group()
+    finish_distributed_run()
 
 
 if __name__ == '__main__':

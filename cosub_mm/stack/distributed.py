@@ -1,10 +1,13 @@
 """CPU-only distributed training with mmengine's launchers."""
+import atexit
 import contextlib
+import os
+import sys
 from typing import Any, Callable, Iterator
 
 import torch
 
-__all__ = ['fix_cpu_distributed', 'close_process_group']
+__all__ = ['fix_cpu_distributed', 'finish_distributed_run']
 
 
 @contextlib.contextmanager
@@ -71,19 +74,28 @@ def fix_cpu_distributed() -> bool:
     return True
 
 
-def close_process_group() -> bool:
-    """Destroy the default process group at the end of a launched run.
+def finish_distributed_run() -> None:
+    """End a process of a launched (multi-process) run once its work is done.
 
-    mmengine's runner leaves it to interpreter exit, where gloo's worker
-    threads may still be joinable when their destructors run: the process
-    then aborts with ``terminate called without an active exception`` after
-    the work is done, and the launcher reports the rank as failed.
+    mmengine's runner leaves the process group to interpreter exit. There,
+    a rank that exits while a peer still runs can abort with ``terminate
+    called without an active exception`` after its work is done, and the
+    launcher then reports the run as failed: DDP's C++ reducer keeps the
+    gloo group and its worker threads alive even after
+    ``destroy_process_group()``, and they are torn down with the
+    interpreter. So the ranks first wait for each other, destroy the
+    group, run the ``atexit`` callbacks (logging's flush among them) and
+    leave without interpreter teardown.
 
-    Returns:
-        bool: Whether a process group was destroyed.
+    Does nothing (and returns) outside a distributed run, so that
+    in-process callers such as the tests keep their interpreter.
     """
     import torch.distributed as dist
     if not (dist.is_available() and dist.is_initialized()):
-        return False
+        return
+    dist.barrier()
     dist.destroy_process_group()
-    return True
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)

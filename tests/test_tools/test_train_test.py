@@ -92,14 +92,15 @@ def _free_port() -> int:
 
 def test_dist_train_two_processes_gloo(cls_data_root, tmp_path):
     work_dir = str(tmp_path / 'work')
-    env = tool_env(PYTHON=sys.executable, PORT=str(_free_port()))
+    env = tool_env(PYTHON=sys.executable, PORT=str(_free_port()),
+                   PYTHONFAULTHANDLER='1')
     import subprocess
     proc = subprocess.run(
         ['bash', 'tools/dist_train.sh', CLS_CFG, '2', '--work-dir', work_dir,
          '--cfg-options'] + data_options(cls_data_root),
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-4000:]
+    assert proc.returncode == 0, proc.stdout[-1500:] + proc.stderr[-3000:]
     assert 'Distributed training: True' in log
     # 24 validation images, batch 4, split over 2 ranks: 3 batches each.
     assert 'Epoch(val) [0][3/3]' in log
@@ -111,7 +112,8 @@ def test_dist_train_cosub_efficient_when_a_batch_drops_a_whole_block(
     """At drop rate 0.9 the 8 rows of a step often all drop a branch; DDP
     still needs a (zero) gradient for its parameters, as in masked cosub."""
     work_dir = str(tmp_path / 'work')
-    env = tool_env(PYTHON=sys.executable, PORT=str(_free_port()))
+    env = tool_env(PYTHON=sys.executable, PORT=str(_free_port()),
+                   PYTHONFAULTHANDLER='1')
     import subprocess
     proc = subprocess.run(
         ['bash', 'tools/dist_train.sh', CLS_CFG, '2', '--work-dir', work_dir,
@@ -121,7 +123,7 @@ def test_dist_train_cosub_efficient_when_a_batch_drops_a_whole_block(
         data_options(cls_data_root),
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-4000:]
+    assert proc.returncode == 0, proc.stdout[-1500:] + proc.stderr[-3000:]
     assert 'loss_distill' in log and last_iter(work_dir) == 4
 
 
