@@ -99,7 +99,11 @@ def test_record_from_a_run_writes_json_markdown_and_pngs(tmp_path):
     md = (tmp_path / 'out' / 'demo.md').read_text()
     assert '| cosub | 80.89 | 81.50 | - | 100 |' in md
     assert 'mIoU 22.60' in md and 'best class grass 80.00' in md
-    assert '10.0 min wall time, 2 thread(s)' in md
+    # grass is a texture class, shirt a garment
+    assert ('worst shirt 1.50; texture classes mean 80.00 (1), garment '
+            'classes mean 1.50 (1).') in md
+    assert ('10.0 min wall time (cosub training 1.7 min of it), 2 '
+            'thread(s)') in md
     assert '![demo_training.png](demo_training.png)' in md
     assert (tmp_path / 'out' / 'demo_seg_predictions.png').is_file()
 
