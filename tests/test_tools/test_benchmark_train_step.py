@@ -67,6 +67,26 @@ def test_unshared_variant_and_glibc_default_malloc(tmp_path):
     assert all(r['time_s'] > 0 for r in results.values())
 
 
+def test_planned_variants_report_the_branch_rows_they_computed(tmp_path):
+    """At a drop rate that never drops (1e-9: a row drops when a uniform
+    draw falls below it) every copy of an image stays its copy 0's twin, so
+    a sharing plan computes each branch for copy 0 only: half the masked
+    rows; without sharing, all of them."""
+    out = tmp_path / 'bench.json'
+    proc = run_tool([
+        'tools/analysis_tools/benchmark_train_step.py', '--tiny', '--steps',
+        '2', '--warmup', '1', '--batch-size', '4', '--no-memory',
+        '--drop-path-rate', '1e-9', '--variants', 'cosub-masked',
+        'cosub-efficient', 'cosub-efficient-unshared', '--json', str(out)
+    ])
+    results = json.loads(out.read_text())['results']
+    assert 'computed_fraction' not in results['cosub-masked']
+    assert results['cosub-efficient']['computed_fraction'] == 0.5
+    assert results['cosub-efficient-unshared']['computed_fraction'] == 1.0
+    assert "branch rows computed 0.500 (the submodel plans' bound" in \
+        proc.stdout
+
+
 def test_keep_freed_memory_keeps_big_blocks_resident(tmp_path):
     """glibc's default unmaps a freed 200 MiB block; 'keep' reuses it."""
     import subprocess
