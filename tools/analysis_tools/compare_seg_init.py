@@ -68,7 +68,7 @@ REGIMES: Dict[str, dict] = {
     # cls: the classification study's regime whose headline runs are used
     'n1000': dict(cls='n1000', iters=600, seeds=(0, 1, 2),
                   max_doublings=2),
-    'n5000': dict(cls='n5000', iters=600, seeds=(4, 0, 1),
+    'n5000': dict(cls='n5000', iters=600, seeds=(4, 0, 1, 2),
                   max_doublings=3),
     'quick': dict(cls='quick', iters=10, seeds=(0, 1), max_doublings=0,
                   scenes=dict(seed=0, num_train=16, num_val=8, size=64)),
