@@ -1,6 +1,7 @@
 """Shared fixtures: the repo root, tool runners and tiny generated data sets."""
 import os
 import os.path as osp
+import socket
 import subprocess
 from typing import List, Optional
 
@@ -12,6 +13,13 @@ from cosub_mm import runs
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TEST_CONFIGS = osp.join(REPO, 'tests', 'data', 'configs')
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that is free now (for a launched run)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 def tool_env(**extra: str) -> dict:

@@ -331,17 +331,13 @@ def test_two_gloo_processes_resume_each_rank_exactly(data_root, tmp_path,
     resumes from its own saved RNG states (a rank given rank 0's would
     drift), with zero replay on each rank's sampler; also with two loader
     workers per rank drawing per-sample seeds."""
-    import socket
     import subprocess
     import sys
-    from conftest import REPO
+    from conftest import REPO, free_port
 
     def dist_train(work_dir: str, resume: bool = False) -> str:
-        with socket.socket() as s:
-            s.bind(('127.0.0.1', 0))
-            port = s.getsockname()[1]
         env = fault_env()
-        env.update(PYTHON=sys.executable, PORT=str(port),
+        env.update(PYTHON=sys.executable, PORT=str(free_port()),
                    OMP_NUM_THREADS='1')
         args = train_args(work_dir, data_root,
                           ['randomness.diff_rank_seed=True'] +

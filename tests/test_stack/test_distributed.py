@@ -4,14 +4,13 @@ Both halves run in fresh interpreters (a process group is process-wide); the
 'without' half never imports cosub_mm, so it fails if the stack stops needing
 the fix (then the fix should go).
 """
-import socket
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from conftest import REPO, tool_env
+from conftest import REPO, free_port, tool_env
 from stack_helpers import run_python
 
 INIT_DIST = (
@@ -63,12 +62,9 @@ def test_finish_distributed_run_waits_for_the_ranks_and_keeps_their_output(
     callbacks run and their output arrives; nothing after the call runs."""
     script = tmp_path / 'run.py'
     script.write_text(LAUNCHED_RUN)
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
     proc = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
-         '2', '--master_port', str(port), str(script), str(tmp_path)],
+         '2', '--master_port', str(free_port()), str(script), str(tmp_path)],
         cwd=REPO, env=tool_env(OMP_NUM_THREADS='1'), capture_output=True,
         text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -6,13 +6,12 @@ saved, --resume continues from the saved iteration, tools/test.py evaluates.
 import json
 import os.path as osp
 import re
-import socket
 import sys
 
 import pytest
 import torch
 
-from conftest import REPO, TEST_CONFIGS, run_tool, tool_env
+from conftest import REPO, TEST_CONFIGS, free_port, run_tool, tool_env
 
 CLS_CFG = osp.join(TEST_CONFIGS, 'tiny_cls.py')
 
@@ -84,15 +83,9 @@ def test_test_tool_writes_classification_predictions(cls_data_root,
     assert abs(float(preds[0]['pred_score'].sum()) - 1.0) < 1e-5
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def test_dist_train_two_processes_gloo(cls_data_root, tmp_path):
     work_dir = str(tmp_path / 'work')
-    env = tool_env(PYTHON=sys.executable, PORT=str(_free_port()),
+    env = tool_env(PYTHON=sys.executable, PORT=str(free_port()),
                    PYTHONFAULTHANDLER='1')
     import subprocess
     proc = subprocess.run(
@@ -112,7 +105,7 @@ def test_dist_train_cosub_efficient_when_a_batch_drops_a_whole_block(
     """At drop rate 0.9 the 8 rows of a step often all drop a branch; DDP
     still needs a (zero) gradient for its parameters, as in masked cosub."""
     work_dir = str(tmp_path / 'work')
-    env = tool_env(PYTHON=sys.executable, PORT=str(_free_port()),
+    env = tool_env(PYTHON=sys.executable, PORT=str(free_port()),
                    PYTHONFAULTHANDLER='1')
     import subprocess
     proc = subprocess.run(

@@ -498,9 +498,9 @@ def computed_fraction(model) -> Optional[float]:
     the efficient path can save on the branches. None without a plan.
     """
     plan = getattr(model, 'last_plan', None)
-    if plan is None or not plan.branches:
+    if plan is None or plan.keep.size == 0:
         return None
-    return plan.computed_rows / (len(plan.branches) * plan.branches[0].rows)
+    return plan.computed_rows / plan.keep.size  # keep: (branches, rows)
 
 
 def time_interleaved(args) -> Tuple[Dict[str, List[float]],
