@@ -170,6 +170,41 @@ def test_unconverged_baseline_doubles_its_length(tmp_path):
         del rep.REGIMES['quick_x']
 
 
+def test_cosub_at_twice_the_length_meets_the_convergence_baseline(tmp_path):
+    wd = str(tmp_path)
+    regime = dict(rep.REGIMES['quick'], knobs=(rep.LONGER, ))
+    rep.REGIMES['quick_x'] = regime
+    try:
+        t, grid = regime['iters'], regime['grid']
+        plan = rep.Plan('quick_x', {})
+        records = {}
+
+        def add(spec, val, test):
+            records[rep.run_name(spec)] = _record(spec, wd, val, test)
+
+        add(plan.base(grid[0], t, 0), 72.0, 71.0)
+        add(plan.base(grid[1], t, 0), 60.0, 60.0)
+        add(plan.base(grid[0], 2 * t, 0), 72.2, 71.5)  # converged at t
+        for seed in regime['seeds']:
+            add(plan.cosub(grid[0], t, seed), 73.0, 72.0)
+            add(plan.base(grid[0], t, seed), 72.0, 71.0)
+        plan = rep.Plan('quick_x', records, {grid[0][2]: dict(ratio=1.5)})
+        longer = plan.cosub(grid[0], t, 0, **rep.LONGER)
+        assert longer['iters'] == 2 * t and longer['lam'] == 0.5
+        assert longer in plan.runnable
+        add(longer, 72.6, 72.5)
+        plan = rep.Plan('quick_x', records, {grid[0][2]: dict(
+            ratio=1.5, name='c', data_s=0.1, baseline_s=0.2, cosub_s=0.3)})
+        lines, _ = rep.regime_summary(plan)
+        md = '\n'.join(lines)
+        assert f'| 2x the length ({2 * t} iterations) | 72.60 | 72.50 |' in md
+        # seed 0 at both lengths, validation / test
+        assert f'{t} (' in md and ': +1.00 / +1.00;' in md
+        assert f'{2 * t} (' in md and ': +0.40 / +1.00.' in md
+    finally:
+        del rep.REGIMES['quick_x']
+
+
 def test_summary_is_generated_from_the_records(tmp_path):
     wd, rd = str(tmp_path / 'work'), str(tmp_path / 'records')
     reg = rep.REGIMES['quick']

@@ -16,7 +16,10 @@ depends on are recorded):
 4. equal compute: the baseline trained for as many more iterations as a
    cosub iteration costs more, measured side by side in one process (a
    record under ``docs/results/runs/step_cost/``);
-5. a one-seed sweep of cosub's own knobs (drop rate, λ, BCE).
+5. a one-seed sweep of cosub's own knobs (drop rate, λ, BCE) and, where
+   the budget allows, cosub at twice the length beside the convergence
+   check's baseline of that length (the paper's gains are at long
+   schedules).
 
 Each finished run writes one JSON record under ``docs/results/runs/``
 (config hash, spec, validation curve, test top-1, wall time, machine load);
@@ -63,13 +66,16 @@ GRID = ((2e-3, 0.05, 0.1), (1e-3, 0.05, 0.1), (4e-3, 0.05, 0.1),
 # Cosub's own knobs, each changed alone from the chosen recipe.
 COSUB_KNOBS = (dict(drop='other'), dict(lam=0.25), dict(lam=0.75),
                dict(loss='bce'))
+#: cosub at twice the chosen length (its baseline: the convergence check's)
+LONGER = dict(length=2)
 
 REGIMES: Dict[str, dict] = {
     # num_train: the first N training images; val: the last num_val.
     'n1000': dict(num_train=1000, num_val=5000, iters=1000,
                   seeds=(0, 1, 2, 3, 4), grid=GRID, knobs=COSUB_KNOBS),
     'n5000': dict(num_train=5000, num_val=5000, iters=2000,
-                  seeds=(0, 1, 2, 3, 4), grid=GRID, knobs=COSUB_KNOBS),
+                  seeds=(0, 1, 2, 3, 4), grid=GRID,
+                  knobs=COSUB_KNOBS + (LONGER, )),
     'n55000': dict(num_train=55000, num_val=5000, iters=4000,
                    seeds=(0, 1, 2), grid=GRID[:3], knobs=COSUB_KNOBS[:1]),
     # A smoke run of every stage in a few minutes.
@@ -350,7 +356,8 @@ class Plan:
         if knob.get('drop') == 'other':
             knob['drop'] = 0.2 if drop < 0.2 else 0.1
         return make_spec(self.regime, 'cosub', lr, wd,
-                         knob.get('drop', drop), iters, seed,
+                         knob.get('drop', drop),
+                         iters * knob.get('length', 1), seed,
                          lam=knob.get('lam', 0.5), loss=knob.get('loss', 'ce'))
 
     def _build(self) -> None:
@@ -508,11 +515,32 @@ def regime_summary(plan: Plan) -> Tuple[List[str], Optional[dict]]:
             if rec:
                 label = label.replace('drop other',
                                       f'drop {rec["spec"]["drop"]:g}')
+            if 'length' in knob:
+                label = (f"{knob['length']}x the length "
+                         f"({knob['length'] * plan.length} iterations)")
             lines.append(f'| {label} | ' + (
                 f'{rec["val_top1"]:.2f} | {rec["test_top1"]:.2f} |'
                 if rec else 'not run | |'))
+        lines += by_length(plan)
     lines.append('')
     return lines + all_runs(plan), headline
+
+
+def by_length(plan: Plan) -> List[str]:
+    """Cosub − baseline of seed 0 at every length both arms were run."""
+    gains = []
+    for iters in sorted({r['spec']['iters'] for r in plan.records.values()}):
+        c, b = (plan.rec(plan.cosub(plan.best, iters, 0)),
+                plan.rec(plan.base(plan.best, iters, 0)))
+        if c and b:
+            gains.append(
+                f"{iters} ({epochs(iters, plan.reg['num_train']):.0f} "
+                f"epochs): {c['val_top1'] - b['val_top1']:+.2f} / "
+                f"{c['test_top1'] - b['test_top1']:+.2f}")
+    if len(gains) < 2:
+        return []
+    return ['', 'Cosub − baseline by schedule length (seed 0, same recipe, '
+            'validation / test points): ' + '; '.join(gains) + '.']
 
 
 def all_runs(plan: Plan) -> List[str]:
