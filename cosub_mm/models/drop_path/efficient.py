@@ -112,9 +112,11 @@ def drop_path_add(x: Tensor,
         if torch.compiler.is_compiling():
             return _scatter_free_add(x, branch, scale, plan)
         out = branch(x.index_select(0, plan.compute)).to(x.dtype)
-        x = x.index_add(0, plan.compute, out, alpha=scale)
-        return x.index_add(0, plan.copies, out.index_select(0, plan.sources),
-                           alpha=scale)
+        y = x.index_add(0, plan.compute, out, alpha=scale)
+        # y is new and no backward saved it: the twins are written in place
+        # rather than into a second copy of the whole batch
+        return y.index_add_(0, plan.copies,
+                            out.index_select(0, plan.sources), alpha=scale)
     keep_prob = 1.0 - drop_prob
     keep = keep_mask(x, drop_prob)
     idx = keep.nonzero().view(-1)
