@@ -125,12 +125,32 @@ def test_committed_demo_record_is_rendered_and_names_the_current_study():
         'tools/demo.py --refresh-record docs/results/demo.json')
 
 
-def test_the_seg_sentence_says_flat_within_the_schedule_or_still_rising():
+def test_the_seg_sentence_quotes_the_study_length_or_says_still_rising(
+        monkeypatch, tmp_path):
     sys.path.insert(0, osp.join(REPO, 'tools'))
     import demo
+    summary = dict(headlines=[dict(
+        iters=2400, flat=True,
+        length_checks=[[600, [[4, 26.0, 32.0]]], [1200, [[4, 32.0, 38.5]]],
+                       [2400, [[4, 38.5, 38.7], [0, 37.0, 37.1]]]])])
+    (tmp_path / 'docs' / 'results').mkdir(parents=True)
+    with open(tmp_path / 'docs' / 'results' / 'fashion_scenes_summary.json',
+              'w') as f:
+        json.dump(summary, f)
+    monkeypatch.setattr(demo, 'REPO', str(tmp_path))
+    assert demo.seg_study_length() == (4, 600, 26.0, 2400, 38.5)
     flat = demo.flat_text([(500, 28.7), (600, 28.79)])
-    assert flat.startswith('The mIoU curve flattened within its '
+    assert flat.startswith('The mIoU curve levels off at the end of its '
                            '600-iteration schedule (last evaluation +0.09')
-    assert demo.SEG_STUDY in flat  # longer schedules are the study's
+    assert 'from 26.00 mIoU at 600 iterations to 38.50 at 2400' in flat
+    assert demo.SEG_STUDY in flat
+    # a study that chose the demo's own length has nothing longer to quote
+    summary['headlines'][0].update(iters=600, length_checks=[
+        [600, [[4, 26.0, 26.2]]]])
+    with open(tmp_path / 'docs' / 'results' / 'fashion_scenes_summary.json',
+              'w') as f:
+        json.dump(summary, f)
+    flat = demo.flat_text([(500, 28.7), (600, 28.79)])
+    assert 'still gains' not in flat and demo.SEG_STUDY in flat
     assert 'still rising' in demo.flat_text([(500, 20.0), (600, 23.0)])
     assert 'still rising' in demo.flat_text([(600, 23.0)])

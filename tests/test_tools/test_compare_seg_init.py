@@ -81,6 +81,39 @@ def test_plan_checks_the_length_then_runs_every_arm(quick_study):
     assert {seg.run_name(s) for s in plan['runnable']} == want - set(records)
 
 
+def test_a_stop_is_decided_on_the_mean_gain_of_the_check_seeds(
+        quick_study):
+    st = quick_study
+    st.reg = dict(st.reg, check_seeds=2, max_doublings=1)
+    t = st.reg['iters']
+
+    def check(records, n, seed, a, b):
+        for length, miou in ((n, a), (2 * n, b)):
+            sp = seg.make_spec('quick', 'baseline', 'plain', length, seed)
+            records[seg.run_name(sp)] = _seg_record(st, sp, miou)
+
+    records = {}
+    check(records, t, 0, 30.0, 35.0)  # +5 on the first seed: double at once
+    plan = st.plan(records)
+    assert plan['checks'] == [(t, [(0, 30.0, 35.0)])]
+    assert [seg.run_name(s) for s in plan['runnable']] == [
+        seg.run_name(seg.make_spec('quick', 'baseline', 'plain', 4 * t, 0))]
+    check(records, 2 * t, 0, 35.0, 35.4)  # +0.4: the second seed confirms
+    plan = st.plan(records)
+    assert plan['length'] is None
+    assert {seg.run_name(s) for s in plan['runnable']} == {
+        seg.run_name(seg.make_spec('quick', 'baseline', 'plain', n, 1))
+        for n in (2 * t, 4 * t)}
+    check(records, 2 * t, 1, 34.0, 34.8)  # mean +0.6: rising, longest length
+    plan = st.plan(records)
+    assert plan['length'] == 2 * t and plan['flat'] is False
+    assert plan['checks'][-1] == (2 * t, [(0, 35.0, 35.4), (1, 34.0, 34.8)])
+    assert 'mean +0.60' in seg.length_check(*plan['checks'][-1])
+    check(records, 2 * t, 1, 34.0, 34.5)  # mean +0.45: flat
+    plan = st.plan(records)
+    assert plan['length'] == 2 * t and plan['flat'] is True
+
+
 def test_hash_follows_the_backbone_run_and_the_recipe(quick_study,
                                                       tmp_path):
     st = quick_study
@@ -138,6 +171,10 @@ def test_summary_pairs_arms_by_seed(quick_study, tmp_path):
     ft = study.paired_interval(values[('cosub', 'cosub')],
                                values[('cosub', 'plain')])
     assert summary['headlines'][0]['cosub_ft_vs_plain_ft'] == ft
+    # the demo quotes the length check from the summary
+    assert summary['headlines'][0]['length_checks'] == [[t, [[0, 39.0,
+                                                              39.2]]]]
+    assert summary['headlines'][0]['flat'] is True
     assert f"| cosub-init | 2 | {study.mean_std([40.0, 42.0])} |" in md
     assert 'seg_quick/old' in md
     assert osp.isfile(str(tmp_path / 'out' / 'scenes.png'))

@@ -15,8 +15,10 @@ arms per seed:
 - ``cosub-init + cosub-ft``: the cosub backbone finetuned with
   ``cosub_mm.CosubEncoderDecoder`` (cosub during finetuning).
 
-First the finetuning length: the baseline-init arm of seed 0 at twice the
-length must gain less than 0.5 validation mIoU, else the length doubles.
+First the finetuning length: the baseline-init arm of the regime's first
+seed at twice the length must gain less than 0.5 validation mIoU, else the
+length doubles; a stop (a small gain, or the longest length allowed) is
+decided on the mean gain over the regime's ``check_seeds`` first seeds.
 Every run writes one JSON record under ``docs/results/runs/seg_<regime>/``
 (the hash covers the resolved finetuning config and the classification
 run's own hash, so a retrained backbone stales its finetunings);
@@ -69,7 +71,7 @@ REGIMES: Dict[str, dict] = {
     'n1000': dict(cls='n1000', iters=600, seeds=(0, 1, 2),
                   max_doublings=2),
     'n5000': dict(cls='n5000', iters=600, seeds=(4, 0, 1, 2),
-                  max_doublings=3),
+                  max_doublings=3, check_seeds=2),
     'quick': dict(cls='quick', iters=10, seeds=(0, 1), max_doublings=0,
                   scenes=dict(seed=0, num_train=16, num_val=8, size=64)),
 }
@@ -241,16 +243,29 @@ class Study:
                                 if s not in out['runnable']]
             return not missing
 
+        seeds = reg['seeds'][:reg.get('check_seeds', 1)]
         length = t
         while True:
-            pair = [make_spec(self.regime, 'baseline', 'plain', n,
-                              reg['seeds'][0]) for n in (length, 2 * length)]
-            if not want(pair):
+            last = length >= t * 2**reg['max_doublings']
+            pairs = {s: [make_spec(self.regime, 'baseline', 'plain', n, s)
+                         for n in (length, 2 * length)] for s in seeds}
+            if not want(pairs[seeds[0]]):
                 return out
-            a, b = (records[run_name(s)]['mIoU'] for s in pair)
-            out['checks'].append((length, a, b))
-            if b - a < FLAT_GAIN or length >= t * 2**reg['max_doublings']:
-                out['flat'] = b - a < FLAT_GAIN
+            first = [records[run_name(sp)]['mIoU'] for sp in pairs[seeds[0]]]
+            # a stop is decided on the mean over the check seeds: one seed's
+            # doubling gain is as noisy as the threshold itself
+            if first[1] - first[0] < FLAT_GAIN or last:
+                if not want([sp for s in seeds[1:] for sp in pairs[s]]):
+                    return out
+                used = seeds
+            else:
+                used = seeds[:1]
+            gains = [(s, *(records[run_name(sp)]['mIoU'] for sp in pairs[s]))
+                     for s in used]
+            out['checks'].append((length, gains))
+            flat = np.mean([b - a for _, a, b in gains]) < FLAT_GAIN
+            if flat or last:
+                out['flat'] = bool(flat)
                 break
             length *= 2
         out['length'] = length
@@ -291,6 +306,18 @@ class Study:
 
 
 # -------------------------------------------------------------- summary ---
+def length_check(length: int, gains: Sequence[Tuple[int, float, float]]
+                 ) -> str:
+    """One doubling of the length check: ``[(seed, mIoU, mIoU x2), ...]``."""
+    per = [f'{a:.2f} → {b:.2f} ({b - a:+.2f})' for _, a, b in gains]
+    text = f'{length} → {2 * length} iterations: {per[0]}'
+    if len(gains) > 1:
+        text += ''.join(f', seed {s}: {p}' for (s, _, _), p in
+                        zip(gains[1:], per[1:]))
+        text += f", mean {np.mean([b - a for _, a, b in gains]):+.2f}"
+    return text
+
+
 def regime_summary(st: Study, records: Dict[str, dict]
                    ) -> Tuple[List[str], Optional[dict]]:
     """Markdown lines and the headline numbers of one regime."""
@@ -301,10 +328,12 @@ def regime_summary(st: Study, records: Dict[str, dict]
              f"Fashion scenes: {sc['num_train']} training and "
              f"{sc['num_val']} validation scenes of {sc['size']} px (seed "
              f"{sc['seed']}); batch 8.", '']
-    checks = '; '.join(f'{n} → {2 * n} iterations: {a:.2f} → {b:.2f} '
-                       f'({b - a:+.2f})' for n, a, b in plan['checks'])
+    checks = '; '.join(length_check(n, gains) for n, gains in plan['checks'])
+    confirm = (f", a stop confirmed on the mean over seeds "
+               f"{', '.join(map(str, reg['seeds'][:reg['check_seeds']]))}"
+               if reg.get('check_seeds', 1) > 1 else '')
     lines += ['Finetuning length (baseline-init, seed '
-              f"{reg['seeds'][0]}; doubling must gain < {FLAT_GAIN} "
+              f"{reg['seeds'][0]}{confirm}; doubling must gain < {FLAT_GAIN} "
               'validation mIoU): ' + (checks or 'not run yet') + '.' +
               (' **Still rising at the longest length tried.**'
                if plan['flat'] is False else ''), '']
@@ -329,7 +358,10 @@ def regime_summary(st: Study, records: Dict[str, dict]
                      f'{np.mean(acc):.2f} |' if got else
                      f'| {arm_label(init, ft)} | 0 | - | {per} | - |')
     lines.append('')
-    headline = dict(regime=st.regime, cls_regime=reg['cls'], iters=length)
+    headline = dict(regime=st.regime, cls_regime=reg['cls'], iters=length,
+                    flat=plan['flat'],
+                    length_checks=[[n, [list(g) for g in gains]]
+                                   for n, gains in plan['checks']])
     comparisons = (('cosub_vs_baseline_init', ('cosub', 'plain'),
                     ('baseline', 'plain')),
                    ('cosub_init_vs_random', ('cosub', 'plain'),
