@@ -50,6 +50,7 @@ SEG_CFG = 'configs/demo/upernet_fashion-scenes.py'
 SCENES_TOOL = 'tools/dataset_converters/make_fashion_scenes.py'
 STUDY_SUMMARY = 'docs/results/fashion_mnist_summary.json'
 SEG_STUDY = 'docs/results/fashion_scenes.md'
+SEG_SUMMARY = 'docs/results/fashion_scenes_summary.json'
 
 
 def default_threads() -> int:
@@ -475,7 +476,7 @@ def seg_study_length() -> Optional[Tuple[int, int, float, int, float]]:
         mIoU)`` of the check's first seed (baseline-init), or None without
         a decided length.
     """
-    path = osp.join(REPO, osp.splitext(SEG_STUDY)[0] + '_summary.json')
+    path = osp.join(REPO, SEG_SUMMARY)
     if not osp.isfile(path):
         return None
     with open(path) as f:

@@ -263,7 +263,7 @@ class Study:
             gains = [(s, *(records[run_name(sp)]['mIoU'] for sp in pairs[s]))
                      for s in used]
             out['checks'].append((length, gains))
-            flat = np.mean([b - a for _, a, b in gains]) < FLAT_GAIN
+            flat = mean_gain(gains) < FLAT_GAIN
             if flat or last:
                 out['flat'] = bool(flat)
                 break
@@ -305,6 +305,11 @@ class Study:
         return record
 
 
+def mean_gain(gains: Sequence[Tuple[int, float, float]]) -> float:
+    """Mean mIoU gained by a doubling: ``[(seed, mIoU, mIoU x2), ...]``."""
+    return float(np.mean([b - a for _, a, b in gains]))
+
+
 # -------------------------------------------------------------- summary ---
 def length_check(length: int, gains: Sequence[Tuple[int, float, float]]
                  ) -> str:
@@ -314,7 +319,7 @@ def length_check(length: int, gains: Sequence[Tuple[int, float, float]]
     if len(gains) > 1:
         text += ''.join(f', seed {s}: {p}' for (s, _, _), p in
                         zip(gains[1:], per[1:]))
-        text += f", mean {np.mean([b - a for _, a, b in gains]):+.2f}"
+        text += f', mean {mean_gain(gains):+.2f}'
     return text
 
 
