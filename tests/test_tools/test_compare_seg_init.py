@@ -63,53 +63,73 @@ def test_backbones_are_the_classification_headline_of_each_seed(
     assert st.cls_spec('random', 1) is None
 
 
+def _check(st, records, n, seed, a, b):
+    """Record the baseline-init length check ``n -> 2n`` of one seed."""
+    for length, miou in ((n, a), (2 * n, b)):
+        sp = seg.make_spec('quick', 'baseline', 'plain', length, seed)
+        records[seg.run_name(sp)] = _seg_record(st, sp, miou)
+
+
+def _arms(st, length):
+    return [seg.run_name(seg.make_spec('quick', i, f, length, s))
+            for s in st.reg['seeds'] for i, f in seg.ARMS]
+
+
 def test_plan_checks_the_length_then_runs_every_arm(quick_study):
     st = quick_study
+    st.reg = dict(st.reg, max_doublings=1)
     t = st.reg['iters']
     plan = st.plan({})
+    assert plan['length'] is None
     assert [seg.run_name(s) for s in plan['runnable']] == [
         seg.run_name(seg.make_spec('quick', 'baseline', 'plain', n, 0))
         for n in (t, 2 * t)]
     records = {}
-    for n, miou in ((t, 30.0), (2 * t, 30.2)):  # +0.2: flat
-        sp = seg.make_spec('quick', 'baseline', 'plain', n, 0)
-        records[seg.run_name(sp)] = _seg_record(st, sp, miou)
+    _check(st, records, t, 0, 30.0, 30.2)  # +0.2: flat
     plan = st.plan(records)
     assert plan['length'] == t and plan['flat'] is True
-    want = {seg.run_name(seg.make_spec('quick', i, f, t, s))
-            for s in st.reg['seeds'] for i, f in seg.ARMS}
-    assert {seg.run_name(s) for s in plan['runnable']} == want - set(records)
+    assert {seg.run_name(s) for s in plan['runnable']} == \
+        set(_arms(st, t)) - set(records)
 
 
 def test_a_stop_is_decided_on_the_mean_gain_of_the_check_seeds(
         quick_study):
     st = quick_study
-    st.reg = dict(st.reg, check_seeds=2, max_doublings=1)
+    st.reg = dict(st.reg, check_seeds=2, max_doublings=2)
     t = st.reg['iters']
-
-    def check(records, n, seed, a, b):
-        for length, miou in ((n, a), (2 * n, b)):
-            sp = seg.make_spec('quick', 'baseline', 'plain', length, seed)
-            records[seg.run_name(sp)] = _seg_record(st, sp, miou)
-
+    base = lambda n, s: seg.run_name(  # noqa: E731
+        seg.make_spec('quick', 'baseline', 'plain', n, s))
     records = {}
-    check(records, t, 0, 30.0, 35.0)  # +5 on the first seed: double at once
+    _check(st, records, t, 0, 30.0, 35.0)  # +5 on the first seed: double
     plan = st.plan(records)
     assert plan['checks'] == [(t, [(0, 30.0, 35.0)])]
-    assert [seg.run_name(s) for s in plan['runnable']] == [
-        seg.run_name(seg.make_spec('quick', 'baseline', 'plain', 4 * t, 0))]
-    check(records, 2 * t, 0, 35.0, 35.4)  # +0.4: the second seed confirms
+    assert [seg.run_name(s) for s in plan['runnable']] == [base(4 * t, 0)]
+    _check(st, records, 2 * t, 0, 35.0, 35.4)  # +0.4: the second seed
     plan = st.plan(records)
     assert plan['length'] is None
-    assert {seg.run_name(s) for s in plan['runnable']} == {
-        seg.run_name(seg.make_spec('quick', 'baseline', 'plain', n, 1))
-        for n in (2 * t, 4 * t)}
-    check(records, 2 * t, 1, 34.0, 34.8)  # mean +0.6: rising, longest length
+    assert [seg.run_name(s) for s in plan['runnable']] == [
+        base(2 * t, 1), base(4 * t, 1)]
+    _check(st, records, 2 * t, 1, 34.0, 34.8)  # mean +0.6: double again
     plan = st.plan(records)
-    assert plan['length'] == 2 * t and plan['flat'] is False
     assert plan['checks'][-1] == (2 * t, [(0, 35.0, 35.4), (1, 34.0, 34.8)])
     assert 'mean +0.60' in seg.length_check(*plan['checks'][-1])
-    check(records, 2 * t, 1, 34.0, 34.5)  # mean +0.45: flat
+    # the longest length is taken at once: its arms run beside its check
+    assert plan['length'] == 4 * t and plan['flat'] is None
+    assert [seg.run_name(s) for s in plan['runnable']] == [
+        base(8 * t, 0), base(8 * t, 1)] + [
+            a for a in _arms(st, 4 * t) if a not in records]
+    _check(st, records, 4 * t, 0, 35.5, 36.5)
+    plan = st.plan(records)
+    assert plan['flat'] is None and plan['checks'][-1] == (
+        4 * t, [(0, 35.5, 36.5)])
+    _check(st, records, 4 * t, 1, 35.0, 35.4)  # mean +0.7: still rising
+    plan = st.plan(records)
+    assert plan['length'] == 4 * t and plan['flat'] is False
+    _check(st, records, 4 * t, 1, 35.0, 34.9)  # mean +0.45: flat
+    assert st.plan(records)['flat'] is True
+    # a second seed on record is heard before the first seed doubles on
+    # its own: +0.6 and -0.4 average +0.1, a stop
+    _check(st, records, 2 * t, 1, 34.0, 33.6)
     plan = st.plan(records)
     assert plan['length'] == 2 * t and plan['flat'] is True
 
@@ -180,6 +200,46 @@ def test_summary_pairs_arms_by_seed(quick_study, tmp_path):
     assert osp.isfile(str(tmp_path / 'out' / 'scenes.png'))
     with open(str(tmp_path / 'out' / 'scenes_summary.json')) as f:
         assert json.load(f)['runs'] == len(recs)
+
+
+def test_comparisons_wait_for_the_decided_length_to_have_its_seeds(
+        quick_study, tmp_path):
+    st = quick_study
+    st.reg = dict(st.reg, max_doublings=1)
+    t = st.reg['iters']
+    records = {}
+    _check(st, records, t, 0, 30.0, 35.0)  # rising: the length is 2t
+    values = {(i, f): [40.0 + k, 41.0 + k]
+              for k, (i, f) in enumerate(seg.ARMS)}
+    for (init, ft), ms in values.items():
+        for seed, m in zip(st.reg['seeds'], ms):
+            sp = seg.make_spec('quick', init, ft, t, seed)
+            records.setdefault(seg.run_name(sp), _seg_record(st, sp, m))
+    sp = seg.make_spec('quick', 'cosub', 'plain', 2 * t, 0)
+    records[seg.run_name(sp)] = _seg_record(st, sp, 50.0)
+    for rec in records.values():
+        study.write_record(st.records_dir, 'seg_quick', rec)
+    out = str(tmp_path / 'scenes.md')
+    head = seg.summarise([st], out)['headlines'][0]
+    assert st.plan(records)['length'] == 2 * t
+    # the complete comparison at t stays the headline
+    assert head['iters'] == t and head['flat'] is False
+    assert head['pending'] == dict(iters=2 * t, runs=2, flat=None)
+    # baseline-init of seed 0 at t is the check's run
+    assert head['cosub_vs_baseline_init'] == study.paired_interval(
+        [40.0, 41.0], [30.0, 42.0])
+    md = open(out).read()
+    assert (f'**In progress:** the decided length, {2 * t} iterations '
+            f'(2 of {2 * len(seg.ARMS)} runs recorded)') in md
+    assert '| cosub-init | 1 | 50.00 ± 0.00 | 50.00, - |' in md
+    for (init, ft) in seg.ARMS:
+        for seed in st.reg['seeds']:
+            sp = seg.make_spec('quick', init, ft, 2 * t, seed)
+            study.write_record(st.records_dir, 'seg_quick',
+                               _seg_record(st, sp, 45.0 + seed))
+    head = seg.summarise([st], out)['headlines'][0]
+    assert head['iters'] == 2 * t and 'pending' not in head
+    assert 'In progress' not in open(out).read()
 
 
 def test_missing_classification_headline_is_a_clear_error(tmp_path):

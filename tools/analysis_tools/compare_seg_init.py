@@ -17,8 +17,12 @@ arms per seed:
 
 First the finetuning length: the baseline-init arm of the regime's first
 seed at twice the length must gain less than 0.5 validation mIoU, else the
-length doubles; a stop (a small gain, or the longest length allowed) is
-decided on the mean gain over the regime's ``check_seeds`` first seeds.
+length doubles; a stop is decided on the mean gain over the regime's
+``check_seeds`` first seeds. The longest length allowed is taken whatever
+its own check says; its arms run beside that check, which is reported.
+The comparisons are made at the decided length once every arm has three
+seeds there; until then the summary keeps them at the longest shorter
+length where they have, and shows the decided length's runs so far.
 Every run writes one JSON record under ``docs/results/runs/seg_<regime>/``
 (the hash covers the resolved finetuning config and the classification
 run's own hash, so a retrained backbone stales its finetunings);
@@ -62,6 +66,7 @@ SEG_CFG = 'configs/study/upernet_vit-6l-64d-p7_fashion-scenes.py'
 SCENES_TOOL = 'tools/dataset_converters/make_fashion_scenes.py'
 SCENES = dict(seed=0, num_train=400, num_val=100, size=64)
 FLAT_GAIN = 0.5  # validation mIoU gained by doubling the length
+HEADLINE_SEEDS = 3  # seeds every arm needs before its length is compared
 #: (backbone init, finetuning) of each arm, in the order of the tables.
 ARMS = (('cosub', 'plain'), ('baseline', 'plain'), ('random', 'plain'),
         ('cosub', 'cosub'))
@@ -71,7 +76,7 @@ REGIMES: Dict[str, dict] = {
     'n1000': dict(cls='n1000', iters=600, seeds=(0, 1, 2),
                   max_doublings=2),
     'n5000': dict(cls='n5000', iters=600, seeds=(4, 0, 1, 2),
-                  max_doublings=3, check_seeds=2),
+                  max_doublings=4, check_seeds=2),
     'quick': dict(cls='quick', iters=10, seeds=(0, 1), max_doublings=0,
                   scenes=dict(seed=0, num_train=16, num_val=8, size=64)),
 }
@@ -243,29 +248,39 @@ class Study:
                                 if s not in out['runnable']]
             return not missing
 
+        def gains_of(pairs):
+            """``(seed, mIoU, mIoU x2)`` of the check seeds with both runs."""
+            return [(s, *(records[run_name(sp)]['mIoU'] for sp in p))
+                    for s, p in pairs.items()
+                    if all(run_name(sp) in records for sp in p)]
+
         seeds = reg['seeds'][:reg.get('check_seeds', 1)]
         length = t
         while True:
-            last = length >= t * 2**reg['max_doublings']
             pairs = {s: [make_spec(self.regime, 'baseline', 'plain', n, s)
                          for n in (length, 2 * length)] for s in seeds}
+            if length >= t * 2**reg['max_doublings']:
+                # the longest length allowed is taken whatever its check
+                # says: the arms run beside the check, which is reported
+                done = want([sp for s in seeds for sp in pairs[s]])
+                gains = gains_of(pairs)
+                if gains:
+                    out['checks'].append((length, gains))
+                out['flat'] = (mean_gain(gains) < FLAT_GAIN) if done else None
+                break
             if not want(pairs[seeds[0]]):
                 return out
-            first = [records[run_name(sp)]['mIoU'] for sp in pairs[seeds[0]]]
-            # a stop is decided on the mean over the check seeds: one seed's
-            # doubling gain is as noisy as the threshold itself
-            if first[1] - first[0] < FLAT_GAIN or last:
+            gains = gains_of(pairs)
+            # the first seed climbs; a stop in view is decided on the mean
+            # over the check seeds: one seed's doubling gain is as noisy as
+            # the threshold itself
+            if gains[0][2] - gains[0][1] < FLAT_GAIN or \
+                    mean_gain(gains) < FLAT_GAIN:
                 if not want([sp for s in seeds[1:] for sp in pairs[s]]):
                     return out
-                used = seeds
-            else:
-                used = seeds[:1]
-            gains = [(s, *(records[run_name(sp)]['mIoU'] for sp in pairs[s]))
-                     for s in used]
             out['checks'].append((length, gains))
-            flat = mean_gain(gains) < FLAT_GAIN
-            if flat or last:
-                out['flat'] = bool(flat)
+            if mean_gain(gains) < FLAT_GAIN:
+                out['flat'] = True
                 break
             length *= 2
         out['length'] = length
@@ -323,6 +338,71 @@ def length_check(length: int, gains: Sequence[Tuple[int, float, float]]
     return text
 
 
+COMPARISONS = (('cosub_vs_baseline_init', ('cosub', 'plain'),
+                ('baseline', 'plain')),
+               ('cosub_init_vs_random', ('cosub', 'plain'),
+                ('random', 'plain')),
+               ('baseline_init_vs_random', ('baseline', 'plain'),
+                ('random', 'plain')),
+               ('cosub_ft_vs_plain_ft', ('cosub', 'cosub'),
+                ('cosub', 'plain')))
+
+
+def arm_records(st: 'Study', records: Dict[str, dict], length: int
+                ) -> Dict[Tuple[str, str], List[Optional[dict]]]:
+    """Each arm's record per seed of the regime at one length."""
+    return {(i, f): [records.get(run_name(make_spec(st.regime, i, f, length,
+                                                    s)))
+                     for s in st.reg['seeds']] for i, f in ARMS}
+
+
+def headline_length(st: 'Study', records: Dict[str, dict],
+                    length: int) -> Optional[int]:
+    """The length the comparisons are made at.
+
+    The decided length once every arm has ``HEADLINE_SEEDS`` seeds there
+    (all the regime's seeds where it has fewer), else the longest shorter
+    length where they have: a longer schedule being filled in does not
+    hide the complete comparison.
+    """
+    need = min(HEADLINE_SEEDS, len(st.reg['seeds']))
+    lengths = {r['spec']['iters'] for r in records.values()}
+    for n in sorted((n for n in lengths if n <= length), reverse=True):
+        if all(sum(r is not None for r in recs) >= need
+               for recs in arm_records(st, records, n).values()):
+            return n
+    return None
+
+
+def arm_table(st: 'Study', records: Dict[str, dict], length: int,
+              intro: str) -> Tuple[List[str], dict]:
+    """The arms' table and paired differences at one length."""
+    per_arm = arm_records(st, records, length)
+    lines = [intro, '', '| arm | seeds | mIoU (%) | per seed | aAcc (%) |',
+             '|---|---|---|---|---|']
+    for (init, ft), recs in per_arm.items():
+        got = [r['mIoU'] for r in recs if r]
+        per = ', '.join('-' if r is None else f"{r['mIoU']:.2f}"
+                        for r in recs)
+        lines.append(f'| {arm_label(init, ft)} | {len(got)} | '
+                     f'{study.mean_std(got)} | {per} | '
+                     f"{np.mean([r['aAcc'] for r in recs if r]):.2f} |"
+                     if got else
+                     f'| {arm_label(init, ft)} | 0 | - | {per} | - |')
+    lines.append('')
+    out = {}
+    for key, a, b in COMPARISONS:
+        pairs = [(x['mIoU'], y['mIoU']) for x, y in
+                 zip(per_arm[a], per_arm[b]) if x and y]
+        if not pairs:
+            continue
+        iv = out[key] = study.paired_interval(*zip(*pairs))
+        lines.append(f'- {arm_label(*a)} − {arm_label(*b)} (paired by '
+                     f'seed, mean [95 % CI]): {study.interval_text(iv)} '
+                     f'mIoU: {study.verdict(iv, arm_label(*a))}.')
+    return lines + [''] * bool(out), out
+
+
 def regime_summary(st: Study, records: Dict[str, dict]
                    ) -> Tuple[List[str], Optional[dict]]:
     """Markdown lines and the headline numbers of one regime."""
@@ -337,55 +417,45 @@ def regime_summary(st: Study, records: Dict[str, dict]
     confirm = (f", a stop confirmed on the mean over seeds "
                f"{', '.join(map(str, reg['seeds'][:reg['check_seeds']]))}"
                if reg.get('check_seeds', 1) > 1 else '')
+    state = {False: ' **Still rising at the longest length tried.**',
+             None: f" {plan['length']} iterations is the longest length "
+                   f"allowed; its check against {2 * (plan['length'] or 0)} "
+                   'is not finished, and its arms run beside it.'
+                   if plan['length'] else '', True: ''}[plan['flat']]
     lines += ['Finetuning length (baseline-init, seed '
               f"{reg['seeds'][0]}{confirm}; doubling must gain < {FLAT_GAIN} "
-              'validation mIoU): ' + (checks or 'not run yet') + '.' +
-              (' **Still rising at the longest length tried.**'
-               if plan['flat'] is False else ''), '']
+              'validation mIoU): ' + (checks or 'not run yet') + '.' + state,
+              '']
     if plan['length'] is None:
         return lines + all_runs(records), None
     length = plan['length']
-    per_arm = {}
-    lines += [f'Validation mIoU after {length} iterations (mean ± std over '
-              'seeds, ddof 1):', '',
-              '| arm | seeds | mIoU (%) | per seed | aAcc (%) |',
-              '|---|---|---|---|---|']
-    for init, ft in ARMS:
-        recs = [records.get(run_name(make_spec(st.regime, init, ft, length,
-                                               s))) for s in reg['seeds']]
-        per_arm[(init, ft)] = recs
-        got = [r['mIoU'] for r in recs if r]
-        acc = [r['aAcc'] for r in recs if r]
-        per = ', '.join('-' if r is None else f"{r['mIoU']:.2f}"
-                        for r in recs)
-        lines.append(f'| {arm_label(init, ft)} | {len(got)} | '
-                     f'{study.mean_std(got) if got else "-"} | {per} | '
-                     f'{np.mean(acc):.2f} |' if got else
-                     f'| {arm_label(init, ft)} | 0 | - | {per} | - |')
-    lines.append('')
-    headline = dict(regime=st.regime, cls_regime=reg['cls'], iters=length,
-                    flat=plan['flat'],
-                    length_checks=[[n, [list(g) for g in gains]]
-                                   for n, gains in plan['checks']])
-    comparisons = (('cosub_vs_baseline_init', ('cosub', 'plain'),
-                    ('baseline', 'plain')),
-                   ('cosub_init_vs_random', ('cosub', 'plain'),
-                    ('random', 'plain')),
-                   ('baseline_init_vs_random', ('baseline', 'plain'),
-                    ('random', 'plain')),
-                   ('cosub_ft_vs_plain_ft', ('cosub', 'cosub'),
-                    ('cosub', 'plain')))
-    for key, a, b in comparisons:
-        pairs = [(x['mIoU'], y['mIoU']) for x, y in
-                 zip(per_arm[a], per_arm[b]) if x and y]
-        if not pairs:
-            continue
-        iv = study.paired_interval(*zip(*pairs))
-        headline[key] = iv
-        lines.append(f'- {arm_label(*a)} − {arm_label(*b)} (paired by '
-                     f'seed, mean [95 % CI]): {study.interval_text(iv)} '
-                     f'mIoU: {study.verdict(iv, arm_label(*a))}.')
-    lines.append('')
+    at = headline_length(st, records, length)
+    headline = None
+    if at is not None:
+        more, found = arm_table(
+            st, records, at, f'Validation mIoU after {at} iterations (mean '
+            '± std over seeds, ddof 1):')
+        lines += more
+        # a length shorter than the decided one doubled: it was rising
+        headline = dict(regime=st.regime, cls_regime=reg['cls'], iters=at,
+                        flat=plan['flat'] if at == length else False,
+                        length_checks=[[n, [list(g) for g in gains]]
+                                       for n, gains in plan['checks']],
+                        **found)
+    if at != length:
+        need = min(HEADLINE_SEEDS, len(reg['seeds']))
+        done = sum(r is not None for recs in arm_records(
+            st, records, length).values() for r in recs)
+        more, _ = arm_table(
+            st, records, length,
+            f'**In progress:** the decided length, {length} iterations '
+            f'({done} of {len(ARMS) * len(reg["seeds"])} runs recorded); '
+            f'its comparisons replace the ones above once every arm has '
+            f'{need} seeds here. So far:')
+        lines += more
+        if headline is not None:
+            headline['pending'] = dict(iters=length, runs=done,
+                                       flat=plan['flat'])
     return lines + all_runs(records), headline
 
 
