@@ -232,6 +232,8 @@ def test_comparisons_wait_for_the_decided_length_to_have_its_seeds(
     assert (f'**In progress:** the decided length, {2 * t} iterations '
             f'(2 of {2 * len(seg.ARMS)} runs recorded)') in md
     assert '| cosub-init | 1 | 50.00 ± 0.00 | 50.00, - |' in md
+    assert (f'{2 * t} iterations is the longest length allowed; its check '
+            f'against {4 * t} is not finished') in md
     for (init, ft) in seg.ARMS:
         for seed in st.reg['seeds']:
             sp = seg.make_spec('quick', init, ft, 2 * t, seed)

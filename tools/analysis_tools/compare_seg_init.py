@@ -417,11 +417,13 @@ def regime_summary(st: Study, records: Dict[str, dict]
     confirm = (f", a stop confirmed on the mean over seeds "
                f"{', '.join(map(str, reg['seeds'][:reg['check_seeds']]))}"
                if reg.get('check_seeds', 1) > 1 else '')
-    state = {False: ' **Still rising at the longest length tried.**',
-             None: f" {plan['length']} iterations is the longest length "
-                   f"allowed; its check against {2 * (plan['length'] or 0)} "
-                   'is not finished, and its arms run beside it.'
-                   if plan['length'] else '', True: ''}[plan['flat']]
+    state = ''
+    if plan['flat'] is False:
+        state = ' **Still rising at the longest length tried.**'
+    elif plan['flat'] is None and plan['length']:
+        state = (f" {plan['length']} iterations is the longest length "
+                 f"allowed; its check against {2 * plan['length']} is not "
+                 'finished, and its arms run beside it.')
     lines += ['Finetuning length (baseline-init, seed '
               f"{reg['seeds'][0]}{confirm}; doubling must gain < {FLAT_GAIN} "
               'validation mIoU): ' + (checks or 'not run yet') + '.' + state,
