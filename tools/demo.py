@@ -472,9 +472,10 @@ def seg_study_length() -> Optional[Tuple[int, int, float, int, float]]:
     """The segmentation study's length check, from its committed summary.
 
     Returns:
-        tuple | None: ``(seed, first length, its mIoU, chosen length, its
-        mIoU)`` of the check's first seed (baseline-init), or None without
-        a decided length.
+        tuple | None: ``(seed, first length, its mIoU, compared length, its
+        mIoU)`` of the check's first seed (baseline-init), the compared
+        length being the one the study's comparisons are made at; None
+        without one.
     """
     path = osp.join(REPO, SEG_SUMMARY)
     if not osp.isfile(path):

@@ -118,20 +118,35 @@ def test_a_stop_is_decided_on_the_mean_gain_of_the_check_seeds(
     assert [seg.run_name(s) for s in plan['runnable']] == [
         base(8 * t, 0), base(8 * t, 1)] + [
             a for a in _arms(st, 4 * t) if a not in records]
-    _check(st, records, 4 * t, 0, 35.5, 36.5)
+    # the second seed's check alone is not quoted as the first seed's
+    sp = seg.make_spec('quick', 'baseline', 'plain', 8 * t, 1)
+    records[seg.run_name(sp)] = _seg_record(st, sp, 35.0)
     plan = st.plan(records)
-    assert plan['flat'] is None and plan['checks'][-1] == (
-        4 * t, [(0, 35.5, 36.5)])
-    _check(st, records, 4 * t, 1, 35.0, 35.4)  # mean +0.7: still rising
-    plan = st.plan(records)
+    assert plan['flat'] is None and plan['checks'][-1][0] == 2 * t
+    sp = seg.make_spec('quick', 'baseline', 'plain', 8 * t, 0)
+    records[seg.run_name(sp)] = _seg_record(st, sp, 36.4)
+    plan = st.plan(records)  # +1.0 and +0.2: mean +0.6, still rising
+    assert plan['checks'][-1] == (4 * t, [(0, 35.4, 36.4), (1, 34.8, 35.0)])
     assert plan['length'] == 4 * t and plan['flat'] is False
-    _check(st, records, 4 * t, 1, 35.0, 34.9)  # mean +0.45: flat
-    assert st.plan(records)['flat'] is True
-    # a second seed on record is heard before the first seed doubles on
-    # its own: +0.6 and -0.4 average +0.1, a stop
-    _check(st, records, 2 * t, 1, 34.0, 33.6)
+    records[seg.run_name(sp)] = _seg_record(st, sp, 35.8)
+    assert st.plan(records)['flat'] is True  # +0.4 and +0.2: flat
+
+
+def test_a_recorded_second_seed_is_heard_before_the_first_doubles(
+        quick_study):
+    st = quick_study
+    st.reg = dict(st.reg, check_seeds=2, max_doublings=2)
+    t = st.reg['iters']
+    records = {}
+    _check(st, records, t, 0, 30.0, 30.6)  # +0.6 alone: double
     plan = st.plan(records)
-    assert plan['length'] == 2 * t and plan['flat'] is True
+    assert plan['length'] is None and [seg.run_name(s) for s in
+                                       plan['runnable']] == [
+        seg.run_name(seg.make_spec('quick', 'baseline', 'plain', 4 * t, 0))]
+    _check(st, records, t, 1, 30.0, 29.6)  # +0.6 and -0.4: mean +0.1
+    plan = st.plan(records)
+    assert plan['length'] == t and plan['flat'] is True
+    assert plan['checks'] == [(t, [(0, 30.0, 30.6), (1, 30.0, 29.6)])]
 
 
 def test_hash_follows_the_backbone_run_and_the_recipe(quick_study,
@@ -242,6 +257,30 @@ def test_comparisons_wait_for_the_decided_length_to_have_its_seeds(
     head = seg.summarise([st], out)['headlines'][0]
     assert head['iters'] == 2 * t and 'pending' not in head
     assert 'In progress' not in open(out).read()
+
+
+def test_a_partial_decided_length_without_a_complete_one(quick_study,
+                                                         tmp_path):
+    st = quick_study
+    st.reg = dict(st.reg, max_doublings=0)
+    t = st.reg['iters']
+    records = {}
+    _check(st, records, t, 0, 30.0, 31.0)
+    for seed, m in ((0, 40.0), (1, 41.0)):
+        sp = seg.make_spec('quick', 'cosub', 'plain', t, seed)
+        records[seg.run_name(sp)] = _seg_record(st, sp, m)
+    for rec in records.values():
+        study.write_record(st.records_dir, 'seg_quick', rec)
+    out = str(tmp_path / 'scenes.md')
+    assert seg.summarise([st], out)['headlines'] == []
+    md = open(out).read()
+    assert (f'**In progress:** the decided length, {t} iterations (3 of '
+            f'{2 * len(seg.ARMS)} runs recorded); its comparisons are made '
+            'once every arm has 2 seeds here. So far:') in md
+    # one pair: its number, without a verdict
+    assert '- cosub-init − baseline-init (paired by seed, mean [95 % CI]): ' \
+        '+10.00 (1 pair, no interval) mIoU.' in md
+    assert 'no conclusion yet' not in md.split('**In progress')[1]
 
 
 def test_missing_classification_headline_is_a_clear_error(tmp_path):

@@ -17,7 +17,8 @@ arms per seed:
 
 First the finetuning length: the baseline-init arm of the regime's first
 seed at twice the length must gain less than 0.5 validation mIoU, else the
-length doubles; a stop is decided on the mean gain over the regime's
+length doubles (unless the check seeds already recorded gain less than
+that on average); a stop is decided on the mean gain over the regime's
 ``check_seeds`` first seeds. The longest length allowed is taken whatever
 its own check says; its arms run beside that check, which is reported.
 The comparisons are made at the decided length once every arm has three
@@ -264,7 +265,9 @@ class Study:
                 # says: the arms run beside the check, which is reported
                 done = want([sp for s in seeds for sp in pairs[s]])
                 gains = gains_of(pairs)
-                if gains:
+                # a check's first entry is the first seed's, whose numbers
+                # the summary and the demo quote without a seed label
+                if gains and gains[0][0] == seeds[0]:
                     out['checks'].append((length, gains))
                 out['flat'] = (mean_gain(gains) < FLAT_GAIN) if done else None
                 break
@@ -362,8 +365,8 @@ def headline_length(st: 'Study', records: Dict[str, dict],
 
     The decided length once every arm has ``HEADLINE_SEEDS`` seeds there
     (all the regime's seeds where it has fewer), else the longest shorter
-    length where they have: a longer schedule being filled in does not
-    hide the complete comparison.
+    length where they have, so that the decided length's runs, while they
+    are being filled in, do not hide a complete comparison.
     """
     need = min(HEADLINE_SEEDS, len(st.reg['seeds']))
     lengths = {r['spec']['iters'] for r in records.values()}
@@ -375,8 +378,12 @@ def headline_length(st: 'Study', records: Dict[str, dict],
 
 
 def arm_table(st: 'Study', records: Dict[str, dict], length: int,
-              intro: str) -> Tuple[List[str], dict]:
-    """The arms' table and paired differences at one length."""
+              intro: str, verdicts: bool = True) -> Tuple[List[str], dict]:
+    """The arms' table and paired differences at one length.
+
+    ``verdicts=False`` leaves out what the intervals say: a length whose
+    arms are incomplete shows its numbers, not conclusions.
+    """
     per_arm = arm_records(st, records, length)
     lines = [intro, '', '| arm | seeds | mIoU (%) | per seed | aAcc (%) |',
              '|---|---|---|---|---|']
@@ -398,8 +405,10 @@ def arm_table(st: 'Study', records: Dict[str, dict], length: int,
             continue
         iv = out[key] = study.paired_interval(*zip(*pairs))
         lines.append(f'- {arm_label(*a)} − {arm_label(*b)} (paired by '
-                     f'seed, mean [95 % CI]): {study.interval_text(iv)} '
-                     f'mIoU: {study.verdict(iv, arm_label(*a))}.')
+                     f'seed, mean [95 % CI]): {study.interval_text(iv)} mIoU'
+                     + (f': {study.verdict(iv, arm_label(*a))}.' if verdicts
+                        else f' over {iv["n"]} seed pairs.' if iv['n'] > 1
+                        else '.'))
     return lines + [''] * bool(out), out
 
 
@@ -452,8 +461,9 @@ def regime_summary(st: Study, records: Dict[str, dict]
             st, records, length,
             f'**In progress:** the decided length, {length} iterations '
             f'({done} of {len(ARMS) * len(reg["seeds"])} runs recorded); '
-            f'its comparisons replace the ones above once every arm has '
-            f'{need} seeds here. So far:')
+            f'its comparisons are made once every arm has {need} seeds '
+            'here' + (', replacing the ones above' if headline else '') +
+            '. So far:', verdicts=False)
         lines += more
         if headline is not None:
             headline['pending'] = dict(iters=length, runs=done,
