@@ -359,6 +359,11 @@ def arm_records(st: 'Study', records: Dict[str, dict], length: int
                      for s in st.reg['seeds']] for i, f in ARMS}
 
 
+def headline_seeds(reg: dict) -> int:
+    """Seeds every arm needs at a length before it is compared there."""
+    return min(HEADLINE_SEEDS, len(reg['seeds']))
+
+
 def headline_length(st: 'Study', records: Dict[str, dict],
                     length: int) -> Optional[int]:
     """The length the comparisons are made at.
@@ -368,7 +373,7 @@ def headline_length(st: 'Study', records: Dict[str, dict],
     length where they have, so that the decided length's runs, while they
     are being filled in, do not hide a complete comparison.
     """
-    need = min(HEADLINE_SEEDS, len(st.reg['seeds']))
+    need = headline_seeds(st.reg)
     lengths = {r['spec']['iters'] for r in records.values()}
     for n in sorted((n for n in lengths if n <= length), reverse=True):
         if all(sum(r is not None for r in recs) >= need
@@ -454,14 +459,14 @@ def regime_summary(st: Study, records: Dict[str, dict]
                                        for n, gains in plan['checks']],
                         **found)
     if at != length:
-        need = min(HEADLINE_SEEDS, len(reg['seeds']))
         done = sum(r is not None for recs in arm_records(
             st, records, length).values() for r in recs)
         more, _ = arm_table(
             st, records, length,
             f'**In progress:** the decided length, {length} iterations '
             f'({done} of {len(ARMS) * len(reg["seeds"])} runs recorded); '
-            f'its comparisons are made once every arm has {need} seeds '
+            f'its comparisons are made once every arm has '
+            f'{headline_seeds(reg)} seeds '
             'here' + (', replacing the ones above' if headline else '') +
             '. So far:', verdicts=False)
         lines += more
