@@ -276,12 +276,59 @@ def test_a_partial_decided_length_without_a_complete_one(quick_study,
     md = open(out).read()
     assert (f'**In progress:** the decided length, {t} iterations (3 of '
             f'{2 * len(seg.ARMS)} runs recorded); its comparisons are made '
-            'once every arm has 2 seeds here. So far:') in md
+            'once their arms have 2 paired seeds here. So far:') in md
     # one pair: its number, without a verdict
     assert '- cosub-init − baseline-init (paired by seed, mean [95 % CI]): ' \
         '+10.00 (1 pair, no interval) mIoU.' in md
     assert 'no conclusion yet' not in md.split('**In progress')[1]
 
+
+def test_a_comparison_moves_to_the_decided_length_on_its_own(quick_study,
+                                                            tmp_path):
+    """Arms complete at 2t are compared there; cosub-ft stays at t."""
+    st = quick_study
+    st.reg = dict(st.reg, max_doublings=1)
+    t = st.reg['iters']
+    records = {}
+    _check(st, records, t, 0, 30.0, 35.0)  # rising: the length is 2t
+    for k, (init, ft) in enumerate(seg.ARMS):
+        for seed in st.reg['seeds']:
+            sp = seg.make_spec('quick', init, ft, t, seed)
+            records.setdefault(seg.run_name(sp),
+                               _seg_record(st, sp, 40.0 + k + seed))
+    at_2t = {('cosub', 'plain'): [50.0, 52.5], ('baseline', 'plain'):
+             [35.0, 51.0], ('random', 'plain'): [44.0, 45.0],
+             ('cosub', 'cosub'): [49.0, None]}
+    for arm, ms in at_2t.items():
+        for seed, m in zip(st.reg['seeds'], ms):
+            if m is not None:
+                sp = seg.make_spec('quick', *arm, 2 * t, seed)
+                records[seg.run_name(sp)] = _seg_record(st, sp, m)
+    for rec in records.values():
+        study.write_record(st.records_dir, 'seg_quick', rec)
+    out = str(tmp_path / 'scenes.md')
+    head = seg.summarise([st], out)['headlines'][0]
+    assert head['lengths'] == dict(
+        cosub_vs_baseline_init=2 * t, cosub_init_vs_random=2 * t,
+        baseline_init_vs_random=2 * t, cosub_ft_vs_plain_ft=t)
+    assert head['iters'] == 2 * t and head['flat'] is None
+    assert head['pending'] == dict(iters=2 * t, runs=7, flat=None)
+    assert head['cosub_vs_baseline_init'] == study.paired_interval(
+        [50.0, 52.5], [35.0, 51.0])
+    # cosub-ft is compared with cosub-init of the same length, t
+    assert head['cosub_ft_vs_plain_ft'] == study.paired_interval(
+        [43.0, 44.0], [40.0, 41.0])
+    md = open(out).read()
+    assert (f'Validation mIoU after {t} iterations (mean ± std over seeds, '
+            'ddof 1); compared here: cosub-init + cosub-ft − cosub-init:'
+            ) in md
+    # its one pair at 2t is shown, without a verdict
+    assert ('- cosub-init + cosub-ft − cosub-init (paired by seed, mean '
+            '[95 % CI]): -1.00 (1 pair, no interval) mIoU; compared at '
+            f'{t} iterations until it has 2 seed pairs here.') in md
+    assert 'In progress' not in md
+    assert (f'cosub during finetuning vs plain finetuning (quick backbones, '
+            f'{t} iterations)') in md
 
 def test_missing_classification_headline_is_a_clear_error(tmp_path):
     st = seg.Study('quick', str(tmp_path / 's'), str(tmp_path / 'r'),

@@ -21,9 +21,10 @@ length doubles (unless the check seeds already recorded gain less than
 that on average); a stop is decided on the mean gain over the regime's
 ``check_seeds`` first seeds. The longest length allowed is taken whatever
 its own check says; its arms run beside that check, which is reported.
-The comparisons are made at the decided length once every arm has three
-seeds there; until then the summary keeps them at the longest shorter
-length where they have, and shows the decided length's runs so far.
+Each comparison (a pair of arms) is made at the decided length once its
+two arms share three seeds there; until then the summary keeps it at the
+longest shorter length where they do, and shows its runs at the decided
+length so far, without a verdict.
 Every run writes one JSON record under ``docs/results/runs/seg_<regime>/``
 (the hash covers the resolved finetuning config and the classification
 run's own hash, so a retrained backbone stales its finetunings);
@@ -67,7 +68,7 @@ SEG_CFG = 'configs/study/upernet_vit-6l-64d-p7_fashion-scenes.py'
 SCENES_TOOL = 'tools/dataset_converters/make_fashion_scenes.py'
 SCENES = dict(seed=0, num_train=400, num_val=100, size=64)
 FLAT_GAIN = 0.5  # validation mIoU gained by doubling the length
-HEADLINE_SEEDS = 3  # seeds every arm needs before its length is compared
+HEADLINE_SEEDS = 3  # paired seeds a comparison needs at a length
 #: (backbone init, finetuning) of each arm, in the order of the tables.
 ARMS = (('cosub', 'plain'), ('baseline', 'plain'), ('random', 'plain'),
         ('cosub', 'cosub'))
@@ -360,35 +361,49 @@ def arm_records(st: 'Study', records: Dict[str, dict], length: int
 
 
 def headline_seeds(reg: dict) -> int:
-    """Seeds every arm needs at a length before it is compared there."""
+    """Paired seeds a comparison needs at a length before it is made there."""
     return min(HEADLINE_SEEDS, len(reg['seeds']))
 
 
-def headline_length(st: 'Study', records: Dict[str, dict],
-                    length: int) -> Optional[int]:
-    """The length the comparisons are made at.
+def seed_pairs(per_arm: Dict[Tuple[str, str], List[Optional[dict]]],
+               a: Tuple[str, str], b: Tuple[str, str]
+               ) -> List[Tuple[float, float]]:
+    """The mIoU of arms ``a`` and ``b`` on the seeds both have run."""
+    return [(x['mIoU'], y['mIoU']) for x, y in zip(per_arm[a], per_arm[b])
+            if x and y]
 
-    The decided length once every arm has ``HEADLINE_SEEDS`` seeds there
-    (all the regime's seeds where it has fewer), else the longest shorter
-    length where they have, so that the decided length's runs, while they
-    are being filled in, do not hide a complete comparison.
+
+def comparison_lengths(st: 'Study', records: Dict[str, dict],
+                       length: int) -> Dict[str, int]:
+    """The length each comparison is made at.
+
+    The longest length up to the decided one where its two arms share
+    ``headline_seeds`` seeds: each comparison moves to the decided length
+    as soon as its own arms are complete there, and while they are not, a
+    complete comparison at a shorter length stays in force.
     """
     need = headline_seeds(st.reg)
-    lengths = {r['spec']['iters'] for r in records.values()}
-    for n in sorted((n for n in lengths if n <= length), reverse=True):
-        if all(sum(r is not None for r in recs) >= need
-               for recs in arm_records(st, records, n).values()):
-            return n
-    return None
+    out = {}
+    for n in sorted({r['spec']['iters'] for r in records.values()
+                     if r['spec']['iters'] <= length}, reverse=True):
+        per_arm = arm_records(st, records, n)
+        for key, a, b in COMPARISONS:
+            if key not in out and len(seed_pairs(per_arm, a, b)) >= need:
+                out[key] = n
+    return out
 
 
 def arm_table(st: 'Study', records: Dict[str, dict], length: int,
-              intro: str, verdicts: bool = True) -> Tuple[List[str], dict]:
+              intro: str, made: Sequence[str],
+              pending: Optional[Dict[str, str]] = None
+              ) -> Tuple[List[str], dict]:
     """The arms' table and paired differences at one length.
 
-    ``verdicts=False`` leaves out what the intervals say: a length whose
-    arms are incomplete shows its numbers, not conclusions.
+    ``made`` names the comparisons made at this length, with what their
+    intervals say; ``pending`` maps the ones still filling in here to the
+    sentence ending their line: numbers, no conclusions.
     """
+    pending = pending or {}
     per_arm = arm_records(st, records, length)
     lines = [intro, '', '| arm | seeds | mIoU (%) | per seed | aAcc (%) |',
              '|---|---|---|---|---|']
@@ -402,19 +417,28 @@ def arm_table(st: 'Study', records: Dict[str, dict], length: int,
                      if got else
                      f'| {arm_label(init, ft)} | 0 | - | {per} | - |')
     lines.append('')
-    out = {}
+    out, shown = {}, False
     for key, a, b in COMPARISONS:
-        pairs = [(x['mIoU'], y['mIoU']) for x, y in
-                 zip(per_arm[a], per_arm[b]) if x and y]
-        if not pairs:
+        pairs = seed_pairs(per_arm, a, b)
+        if not pairs or (key not in made and key not in pending):
             continue
-        iv = out[key] = study.paired_interval(*zip(*pairs))
+        iv = study.paired_interval(*zip(*pairs))
+        shown = True
+        if key in made:
+            out[key] = iv
         lines.append(f'- {arm_label(*a)} − {arm_label(*b)} (paired by '
                      f'seed, mean [95 % CI]): {study.interval_text(iv)} mIoU'
-                     + (f': {study.verdict(iv, arm_label(*a))}.' if verdicts
-                        else f' over {iv["n"]} seed pairs.' if iv['n'] > 1
-                        else '.'))
-    return lines + [''] * bool(out), out
+                     + (f': {study.verdict(iv, arm_label(*a))}.'
+                        if key in made else
+                        (f' over {iv["n"]} seed pairs' if iv['n'] > 1
+                         else '') + pending[key]))
+    return lines + [''] * shown, out
+
+
+def comparison_label(key: str) -> str:
+    """``cosub-init − baseline-init`` for a key of ``COMPARISONS``."""
+    a, b = next((a, b) for k, a, b in COMPARISONS if k == key)
+    return f'{arm_label(*a)} − {arm_label(*b)}'
 
 
 def regime_summary(st: Study, records: Dict[str, dict]
@@ -445,34 +469,47 @@ def regime_summary(st: Study, records: Dict[str, dict]
     if plan['length'] is None:
         return lines + all_runs(records), None
     length = plan['length']
-    at = headline_length(st, records, length)
-    headline = None
-    if at is not None:
-        more, found = arm_table(
-            st, records, at, f'Validation mIoU after {at} iterations (mean '
-            '± std over seeds, ddof 1):')
+    at = comparison_lengths(st, records, length)
+    need = headline_seeds(reg)
+    waiting = {k: (f'; compared at {at[k]} iterations until it has {need} '
+                   'seed pairs here.' if k in at else '.')
+               for k, _, _ in COMPARISONS if at.get(k) != length}
+    done = sum(r is not None for recs in arm_records(
+        st, records, length).values() for r in recs)
+    found = {}
+    for n in sorted(set(at.values()), reverse=True):
+        made = [k for k, _, _ in COMPARISONS if at.get(k) == n]
+        more, got = arm_table(
+            st, records, n, f'Validation mIoU after {n} iterations (mean ± '
+            'std over seeds, ddof 1)' + (
+                ':' if len(made) == len(COMPARISONS) else
+                f"; compared here: {', '.join(map(comparison_label, made))}:"),
+            made, waiting if n == length else None)
         lines += more
-        # a length shorter than the decided one doubled: it was rising
-        headline = dict(regime=st.regime, cls_regime=reg['cls'], iters=at,
-                        flat=plan['flat'] if at == length else False,
-                        length_checks=[[n, [list(g) for g in gains]]
-                                       for n, gains in plan['checks']],
-                        **found)
-    if at != length:
-        done = sum(r is not None for recs in arm_records(
-            st, records, length).values() for r in recs)
+        found.update(got)
+    if length not in at.values():
         more, _ = arm_table(
             st, records, length,
             f'**In progress:** the decided length, {length} iterations '
             f'({done} of {len(ARMS) * len(reg["seeds"])} runs recorded); '
-            f'its comparisons are made once every arm has '
-            f'{headline_seeds(reg)} seeds '
-            'here' + (', replacing the ones above' if headline else '') +
-            '. So far:', verdicts=False)
+            f'its comparisons are made once their arms have {need} paired '
+            'seeds here' + (', replacing the ones above' if at else '') +
+            '. So far:', (), dict.fromkeys(waiting, '.'))
         lines += more
-        if headline is not None:
-            headline['pending'] = dict(iters=length, runs=done,
-                                       flat=plan['flat'])
+    if not at:
+        return lines + all_runs(records), None
+    # the first comparison made is the study's claim: its length heads
+    iters = next(at[k] for k, _, _ in COMPARISONS if k in at)
+    headline = dict(regime=st.regime, cls_regime=reg['cls'], iters=iters,
+                    # a length shorter than the decided one doubled: rising
+                    flat=plan['flat'] if iters == length else False,
+                    lengths=at,
+                    length_checks=[[n, [list(g) for g in gains]]
+                                   for n, gains in plan['checks']],
+                    **found)
+    if waiting:
+        headline['pending'] = dict(iters=length, runs=done,
+                                   flat=plan['flat'])
     return lines + all_runs(records), headline
 
 
@@ -549,7 +586,7 @@ def summarise(studies: Sequence[Study], out_md: str,
                 iv = h[key]
                 conclusion.append(
                     f"- {text} ({h['cls_regime']} backbones, "
-                    f"{h['iters']} iterations): {study.interval_text(iv)} "
+                    f"{h['lengths'][key]} iterations): {study.interval_text(iv)} "
                     f"mIoU over {iv['n']} seed pairs: {study.verdict(iv)}.")
     md = ['# UperNet on fashion scenes: cosub, baseline and random init' +
           title_suffix, '',
