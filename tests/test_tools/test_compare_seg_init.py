@@ -329,6 +329,10 @@ def test_a_comparison_moves_to_the_decided_length_on_its_own(quick_study,
     assert 'In progress' not in md
     assert (f'cosub during finetuning vs plain finetuning (quick backbones, '
             f'{t} iterations)') in md
+    assert (f'- baseline-pretrained vs random init (quick backbones, {2 * t} '
+            'iterations): -1.50 [-96.80, +93.80] mIoU over 2 seed pairs: no '
+            'significant difference') in md
+
 
 def test_missing_classification_headline_is_a_clear_error(tmp_path):
     st = seg.Study('quick', str(tmp_path / 's'), str(tmp_path / 'r'),
