@@ -11,7 +11,7 @@ FMNIST_SRC=${FMNIST_SRC:-/usr/share/datasets/fashion-mnist}
 FMNIST_DST=data/fashion_mnist
 
 # Everything the tools and tests import: a missing package means a repair.
-CHECK_IMPORTS='import cosub_mm, mmseg.utils, mmseg.models, mmpretrain.models, skimage, matplotlib, pytest, timm'
+CHECK_IMPORTS='import cosub_mm, mmseg.utils, mmseg.models, mmpretrain.models, skimage, matplotlib, pytest, xdist, timm'
 
 pins_hash() { cat requirements/runtime.txt requirements/tests.txt setup.py | sha256sum | cut -d' ' -f1; }
 
