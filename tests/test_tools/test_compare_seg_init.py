@@ -75,6 +75,26 @@ def _arms(st, length):
             for s in st.reg['seeds'] for i, f in seg.ARMS]
 
 
+def _checked(st, max_doublings, a, b):
+    """Allow ``max_doublings``; record seed 0's check ``t -> 2t`` as
+    ``a -> b``. Returns ``t`` and the records."""
+    st.reg = dict(st.reg, max_doublings=max_doublings)
+    t = st.reg['iters']
+    records = {}
+    _check(st, records, t, 0, a, b)
+    return t, records
+
+
+def _fill_arms(st, records, length, miou):
+    """Record every arm of every seed at ``length`` that is not recorded,
+    with ``miou(arm index, seed)``."""
+    for k, (init, ft) in enumerate(seg.ARMS):
+        for seed in st.reg['seeds']:
+            sp = seg.make_spec('quick', init, ft, length, seed)
+            records.setdefault(seg.run_name(sp),
+                               _seg_record(st, sp, miou(k, seed)))
+
+
 def test_plan_checks_the_length_then_runs_every_arm(quick_study):
     st = quick_study
     st.reg = dict(st.reg, max_doublings=1)
@@ -220,16 +240,8 @@ def test_summary_pairs_arms_by_seed(quick_study, tmp_path):
 def test_comparisons_wait_for_the_decided_length_to_have_its_seeds(
         quick_study, tmp_path):
     st = quick_study
-    st.reg = dict(st.reg, max_doublings=1)
-    t = st.reg['iters']
-    records = {}
-    _check(st, records, t, 0, 30.0, 35.0)  # rising: the length is 2t
-    values = {(i, f): [40.0 + k, 41.0 + k]
-              for k, (i, f) in enumerate(seg.ARMS)}
-    for (init, ft), ms in values.items():
-        for seed, m in zip(st.reg['seeds'], ms):
-            sp = seg.make_spec('quick', init, ft, t, seed)
-            records.setdefault(seg.run_name(sp), _seg_record(st, sp, m))
+    t, records = _checked(st, 1, 30.0, 35.0)  # rising: the length is 2t
+    _fill_arms(st, records, t, lambda k, seed: 40.0 + k + seed)
     sp = seg.make_spec('quick', 'cosub', 'plain', 2 * t, 0)
     records[seg.run_name(sp)] = _seg_record(st, sp, 50.0)
     for rec in records.values():
@@ -262,10 +274,7 @@ def test_comparisons_wait_for_the_decided_length_to_have_its_seeds(
 def test_a_partial_decided_length_without_a_complete_one(quick_study,
                                                          tmp_path):
     st = quick_study
-    st.reg = dict(st.reg, max_doublings=0)
-    t = st.reg['iters']
-    records = {}
-    _check(st, records, t, 0, 30.0, 31.0)
+    t, records = _checked(st, 0, 30.0, 31.0)
     for seed, m in ((0, 40.0), (1, 41.0)):
         sp = seg.make_spec('quick', 'cosub', 'plain', t, seed)
         records[seg.run_name(sp)] = _seg_record(st, sp, m)
@@ -287,15 +296,8 @@ def test_a_comparison_moves_to_the_decided_length_on_its_own(quick_study,
                                                             tmp_path):
     """Arms complete at 2t are compared there; cosub-ft stays at t."""
     st = quick_study
-    st.reg = dict(st.reg, max_doublings=1)
-    t = st.reg['iters']
-    records = {}
-    _check(st, records, t, 0, 30.0, 35.0)  # rising: the length is 2t
-    for k, (init, ft) in enumerate(seg.ARMS):
-        for seed in st.reg['seeds']:
-            sp = seg.make_spec('quick', init, ft, t, seed)
-            records.setdefault(seg.run_name(sp),
-                               _seg_record(st, sp, 40.0 + k + seed))
+    t, records = _checked(st, 1, 30.0, 35.0)  # rising: the length is 2t
+    _fill_arms(st, records, t, lambda k, seed: 40.0 + k + seed)
     at_2t = {('cosub', 'plain'): [50.0, 52.5], ('baseline', 'plain'):
              [35.0, 51.0], ('random', 'plain'): [44.0, 45.0],
              ('cosub', 'cosub'): [49.0, None]}
@@ -332,6 +334,33 @@ def test_a_comparison_moves_to_the_decided_length_on_its_own(quick_study,
     assert (f'- baseline-pretrained vs random init (quick backbones, {2 * t} '
             'iterations): -1.50 [-96.80, +93.80] mIoU over 2 seed pairs: no '
             'significant difference') in md
+
+
+def test_arms_beyond_the_decided_length_are_shown_without_verdict(
+        quick_study, tmp_path):
+    st = quick_study
+    t, records = _checked(st, 0, 30.0, 30.2)  # the check's run at 2t
+    _fill_arms(st, records, t, lambda k, seed: 40.0 + k + seed)
+    for rec in records.values():
+        study.write_record(st.records_dir, 'seg_quick', rec)
+    out = str(tmp_path / 'scenes.md')
+    head = seg.summarise([st], out)['headlines'][0]
+    # the check's lone run pairs with nothing: no table of its own
+    assert 'Beyond the decided length' not in open(out).read()
+    sp = seg.make_spec('quick', 'cosub', 'plain', 2 * t, 0)
+    study.write_record(st.records_dir, 'seg_quick',
+                       _seg_record(st, sp, 31.0))
+    again = seg.summarise([st], out)['headlines'][0]
+    # the headline stays at the decided length
+    assert again == head and head['iters'] == t
+    md = open(out).read()
+    beyond = md.split(f'Beyond the decided length, {2 * t} iterations')[1]
+    assert '| cosub-init | 1 | 31.00 ± 0.00 | 31.00, - |' in beyond
+    assert '| baseline-init | 1 | 30.20 ± 0.00 | 30.20, - |' in beyond
+    assert ('- cosub-init − baseline-init (paired by seed, mean [95 % CI]): '
+            '+0.80 (1 pair, no interval) mIoU.') in beyond
+    assert 'cosub-init − random-init' not in beyond
+    assert 'wins' not in beyond.split('All runs')[0]
 
 
 def test_missing_classification_headline_is_a_clear_error(tmp_path):

@@ -24,7 +24,9 @@ its own check says; its arms run beside that check, which is reported.
 Each comparison (a pair of arms) is made at the decided length once its
 two arms share three seeds there; until then the summary keeps it at the
 longest shorter length where they do, and shows its runs at the decided
-length so far, without a verdict.
+length so far, without a verdict. Arms run longer than the decided length
+(the check's runs, and any arm run beside them to see whether a
+comparison holds) are tabled apart, with numbers and no verdict.
 Every run writes one JSON record under ``docs/results/runs/seg_<regime>/``
 (the hash covers the resolved finetuning config and the classification
 run's own hash, so a retrained backbone stales its finetunings);
@@ -435,6 +437,28 @@ def arm_table(st: 'Study', records: Dict[str, dict], length: int,
     return lines + [''] * shown, out
 
 
+def beyond_tables(st: Study, records: Dict[str, dict], length: int
+                  ) -> List[str]:
+    """Arms run longer than the decided length, where two of them pair.
+
+    The length check's longer runs, and any arm run beside them, show
+    whether a comparison holds when finetuning goes on; with fewer seeds
+    than a comparison needs, they get numbers and no verdict.
+    """
+    lines = []
+    for n in sorted({r['spec']['iters'] for r in records.values()
+                     if r['spec']['iters'] > length}):
+        per_arm = arm_records(st, records, n)
+        if not any(seed_pairs(per_arm, a, b) for _, a, b in COMPARISONS):
+            continue
+        more, _ = arm_table(
+            st, records, n, f'Beyond the decided length, {n} iterations '
+            "(the length check's runs and arms run beside them; numbers, "
+            'no verdict):', (), {k: '.' for k, _, _ in COMPARISONS})
+        lines += more
+    return lines
+
+
 def comparison_label(key: str) -> str:
     """``cosub-init − baseline-init`` for a key of ``COMPARISONS``."""
     a, b = next((a, b) for k, a, b in COMPARISONS if k == key)
@@ -496,6 +520,7 @@ def regime_summary(st: Study, records: Dict[str, dict]
             'seeds here' + (', replacing the ones above' if at else '') +
             '. So far:', (), dict.fromkeys(waiting, '.'))
         lines += more
+    lines += beyond_tables(st, records, length)
     if not at:
         return lines + all_runs(records), None
     # the first comparison made is the study's claim: its length heads
