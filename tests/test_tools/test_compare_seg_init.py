@@ -232,6 +232,7 @@ def test_summary_pairs_arms_by_seed(quick_study, tmp_path):
     assert summary['headlines'][0]['flat'] is True
     assert f"| cosub-init | 2 | {study.mean_std([40.0, 42.0])} |" in md
     assert 'seg_quick/old' in md
+    assert 'still gains' not in md and 'not finished' not in md
     assert osp.isfile(str(tmp_path / 'out' / 'scenes.png'))
     with open(str(tmp_path / 'out' / 'scenes_summary.json')) as f:
         assert json.load(f)['runs'] == len(recs)
@@ -259,6 +260,8 @@ def test_comparisons_wait_for_the_decided_length_to_have_its_seeds(
     assert (f'**In progress:** the decided length, {2 * t} iterations '
             f'(2 of {2 * len(seg.ARMS)} runs recorded)') in md
     assert '| cosub-init | 1 | 50.00 ± 0.00 | 50.00, - |' in md
+    assert (f'- Finetuning still gains at {t} iterations: doubling it gained '
+            '+5.00 mIoU (seeds 0), not the < 0.5') in md
     assert (f'{2 * t} iterations is the longest length allowed; its check '
             f'against {4 * t} is not finished') in md
     for (init, ft) in seg.ARMS:
@@ -329,6 +332,8 @@ def test_a_comparison_moves_to_the_decided_length_on_its_own(quick_study,
             '[95 % CI]): -1.00 (1 pair, no interval) mIoU; compared at '
             f'{t} iterations until it has 2 seed pairs here.') in md
     assert 'In progress' not in md
+    assert (f'- The finetuning length check at {2 * t} iterations is not '
+            'finished') in md
     assert (f'cosub during finetuning vs plain finetuning (quick backbones, '
             f'{t} iterations)') in md
     assert (f'- baseline-pretrained vs random init (quick backbones, {2 * t} '
