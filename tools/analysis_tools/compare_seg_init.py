@@ -80,7 +80,7 @@ REGIMES: Dict[str, dict] = {
     'n1000': dict(cls='n1000', iters=600, seeds=(0, 1, 2),
                   max_doublings=2),
     'n5000': dict(cls='n5000', iters=600, seeds=(4, 0, 1, 2),
-                  max_doublings=4, check_seeds=2),
+                  max_doublings=5, check_seeds=2),
     'quick': dict(cls='quick', iters=10, seeds=(0, 1), max_doublings=0,
                   scenes=dict(seed=0, num_train=16, num_val=8, size=64)),
 }
