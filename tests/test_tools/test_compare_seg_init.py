@@ -332,8 +332,13 @@ def test_a_comparison_moves_to_the_decided_length_on_its_own(quick_study,
             '[95 % CI]): -1.00 (1 pair, no interval) mIoU; compared at '
             f'{t} iterations until it has 2 seed pairs here.') in md
     assert 'In progress' not in md
+    # each length gets its own caveat, naming the comparisons made there
     assert (f'- The finetuning length check at {2 * t} iterations is not '
-            'finished') in md
+            'finished: cosub-init − baseline-init, cosub-init − random-init, '
+            'baseline-init − random-init may be made before') in md
+    assert (f'- Finetuning still gains at {t} iterations: doubling it gained '
+            '+5.00 mIoU (seeds 0), not the < 0.5 the length check asks for, '
+            'so cosub-init + cosub-ft − cosub-init is made before') in md
     assert (f'cosub during finetuning vs plain finetuning (quick backbones, '
             f'{t} iterations)') in md
     assert (f'- baseline-pretrained vs random init (quick backbones, {2 * t} '
