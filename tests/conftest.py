@@ -51,6 +51,21 @@ def run_tool(args: List[str], timeout: float = 300,
     return proc
 
 
+def build_classifier(cfg: dict):
+    """Build a classifier config under mmpretrain's scope.
+
+    A classification config sets ``default_scope = 'mmpretrain'``; without
+    it, a scope left current by an earlier test's mmseg Runner in the same
+    worker would resolve the classifier's unscoped parts (its default
+    ``ClsDataPreprocessor``, heads) in mmseg's registry.
+    """
+    from mmengine.registry import DefaultScope
+
+    from cosub_mm.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(cfg)
+
+
 def make_cls_dataset(root: str, num_classes: int = 3, per_class: int = 8,
                      size: int = 32, seed: int = 0) -> str:
     """Write an ImageNet-layout folder (train/ and val/) of tiny PNGs.
