@@ -51,8 +51,8 @@ def run_tool(args: List[str], timeout: float = 300,
     return proc
 
 
-def build_classifier(cfg: dict):
-    """Build a classifier config under mmpretrain's scope.
+def build_mmpretrain(cfg: dict):
+    """Build a model config (classifier or backbone) under mmpretrain's scope.
 
     A classification config sets ``default_scope = 'mmpretrain'``; without
     it, a scope left current by an earlier test's mmseg Runner in the same

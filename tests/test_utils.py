@@ -5,11 +5,11 @@ import re
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
 import cosub_mm  # noqa: F401
 from cosub_mm.utils import (check_checkpoint_matches, log_metrics_by_iter,
                             scale_schedule)
+from conftest import build_mmpretrain
 
 
 def _iter_cfg() -> Config:
@@ -74,15 +74,13 @@ def test_iteration_runs_log_metrics_at_their_iteration():
 
 
 def _tiny_vit(num_classes: int):
-    from mmpretrain.registry import MODELS
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        return MODELS.build(dict(
-            type='ImageClassifier',
-            backbone=dict(type='VisionTransformer', arch=dict(
-                embed_dims=32, num_layers=1, num_heads=2,
-                feedforward_channels=32), img_size=32, patch_size=8),
-            head=dict(type='VisionTransformerClsHead',
-                      num_classes=num_classes, in_channels=32)))
+    return build_mmpretrain(dict(
+        type='ImageClassifier',
+        backbone=dict(type='VisionTransformer', arch=dict(
+            embed_dims=32, num_layers=1, num_heads=2,
+            feedforward_channels=32), img_size=32, patch_size=8),
+        head=dict(type='VisionTransformerClsHead',
+                  num_classes=num_classes, in_channels=32)))
 
 
 def test_checkpoint_with_other_class_count_lists_shape_mismatch(tmp_path):

@@ -17,7 +17,7 @@ from cosub_mm.models.drop_path import (block_drop_paths,
                                        copy_sharing_blocker,
                                        get_drop_path_rates)
 from cosub_mm.registry import MODELS
-from conftest import build_classifier, cosub_loss_and_grads
+from conftest import build_mmpretrain, cosub_loss_and_grads
 
 try:
     from timm.layers import DropPath as TimmDropPath
@@ -50,7 +50,7 @@ def _cosub(name, efficient=False, share=True, **backbone_kw):
     backbone, neck, dims = copy.deepcopy(TIMM[name])
     backbone.update(backbone_kw)
     torch.manual_seed(0)
-    model = build_classifier(dict(
+    model = build_mmpretrain(dict(
         type='cosub_mm.CosubClassifier', backbone=backbone, neck=neck,
         head=dict(type='VisionTransformerClsHead', num_classes=CLASSES,
                   in_channels=dims),

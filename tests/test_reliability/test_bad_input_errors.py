@@ -18,8 +18,8 @@ from mmengine.registry import DefaultScope
 from PIL import Image
 
 import cosub_mm  # noqa: F401
-from conftest import TEST_CONFIGS, make_cls_dataset, make_seg_dataset, \
-    run_tool
+from conftest import (TEST_CONFIGS, build_mmpretrain, make_cls_dataset,
+                      make_seg_dataset, run_tool)
 
 SEG_PIPELINE = [
     dict(type='LoadImageFromFile'),
@@ -169,15 +169,9 @@ def test_fewer_than_two_submodels():
         CosubLoss(num_submodels=1)
 
 
-def _build(model: dict):
-    from mmpretrain.registry import MODELS
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        return MODELS.build(model)
-
-
 def test_cosub_with_stochastic_depth_rate_zero():
     with pytest.raises(ValueError, match='drop_path_rate is 0'):
-        _build(dict(
+        build_mmpretrain(dict(
             type='cosub_mm.CosubClassifier',
             backbone=dict(type='VisionTransformer', arch=dict(
                 embed_dims=32, num_layers=1, num_heads=2,
@@ -189,7 +183,7 @@ def test_cosub_with_stochastic_depth_rate_zero():
 
 def test_batch_of_one_with_cosub_on_batchnorm_backbone():
     from mmpretrain.structures import DataSample
-    model = _build(dict(
+    model = build_mmpretrain(dict(
         type='cosub_mm.CosubClassifier',
         backbone=dict(type='ResNet', depth=18, stem_channels=8,
                       base_channels=8, drop_path_rate=0.1),
@@ -209,7 +203,7 @@ def test_batch_of_one_with_cosub_on_batchnorm_backbone():
 def test_checkpoint_of_other_architecture_lists_keys(tmp_path):
     """tools/test.py refuses it (mmengine would only warn and evaluate
     random weights), naming the file and the missing/unexpected keys."""
-    resnet = _build(dict(
+    resnet = build_mmpretrain(dict(
         type='ImageClassifier',
         backbone=dict(type='ResNet', depth=18, stem_channels=8,
                       base_channels=8),

@@ -23,7 +23,7 @@ import cosub_mm  # noqa: F401  (the stack fixes, DeiT III's ln2 among them)
 from cosub_mm.engine.hooks import BackboneExportHook
 from cosub_mm.fileio import UnsafeCheckpointError
 from cosub_mm.registry import MODELS
-from conftest import REPO, load_tool
+from conftest import REPO, build_mmpretrain, load_tool
 
 try:
     import timm
@@ -62,10 +62,9 @@ def _randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 def _ours(backbone: dict, head: str = 'VisionTransformerClsHead'):
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        model = MODELS.build(dict(
-            type='ImageClassifier', backbone=backbone,
-            head=dict(type=head, num_classes=CLASSES, in_channels=DIM)))
+    model = build_mmpretrain(dict(
+        type='ImageClassifier', backbone=backbone,
+        head=dict(type=head, num_classes=CLASSES, in_channels=DIM)))
     return _randomize(model)
 
 
@@ -121,8 +120,7 @@ def test_converted_model_gives_timm_our_logits(tool, name, head):
 def test_demo_classifier_gives_timm_its_logits(tool):
     """The demo's grayscale 28 px ViT, built from its config."""
     cfg = Config.fromfile(osp.join(REPO, DEMO_CLS))
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        ours = _randomize(MODELS.build(cfg.model))
+    ours = _randomize(build_mmpretrain(cfg.model))
     arch = cfg.model.backbone.arch
     reference = VisionTransformer(
         img_size=cfg.model.backbone.img_size,
@@ -255,11 +253,10 @@ def test_what_timm_cannot_hold_is_refused_by_name(tool):
     vit = CASES['vit'][0]
     with pytest.raises(ValueError, match='No backbone'):
         tool.convert_to_timm({'layers.0.ln1.weight': torch.zeros(DIM)})
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        hidden = MODELS.build(dict(
-            type='ImageClassifier', backbone=vit,
-            head=dict(type='VisionTransformerClsHead', num_classes=CLASSES,
-                      in_channels=DIM, hidden_dim=16)))
+    hidden = build_mmpretrain(dict(
+        type='ImageClassifier', backbone=vit,
+        head=dict(type='VisionTransformerClsHead', num_classes=CLASSES,
+                  in_channels=DIM, hidden_dim=16)))
     with pytest.raises(ValueError, match='pre_logits.*hidden_dim'):
         tool.convert_to_timm(hidden.state_dict())
     assert 'head.weight' not in tool.convert_to_timm(hidden.state_dict(),

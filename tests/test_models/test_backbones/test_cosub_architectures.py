@@ -10,7 +10,7 @@ from mmpretrain.structures import DataSample
 import cosub_mm  # noqa: F401
 from cosub_mm.models.drop_path import set_drop_path_rates
 from cosub_mm.registry import MODELS
-from conftest import build_classifier
+from conftest import build_mmpretrain
 
 from tiny_archs import IMG, NUM_CLASSES, TINY_ARCHS
 
@@ -46,7 +46,7 @@ def test_stochastic_depth_is_per_sample(arch):
 
 def _cosub_model(arch, **kwargs):
     backbone, neck, head = copy.deepcopy(TINY_ARCHS[arch])
-    model = build_classifier(
+    model = build_mmpretrain(
         dict(
             type='cosub_mm.CosubClassifier',
             backbone=backbone,

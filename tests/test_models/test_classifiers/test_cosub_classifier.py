@@ -4,12 +4,11 @@ from unittest import mock
 
 import pytest
 import torch
-from mmengine.registry import DefaultScope
 
 import cosub_mm  # noqa: F401
 from cosub_mm.models import CosubClassifier, CosubLoss
 from cosub_mm.models.drop_path import get_drop_path_rates, set_drop_path_rates
-from cosub_mm.registry import MODELS
+from conftest import build_mmpretrain
 
 NUM_CLASSES = 5
 CFG = dict(
@@ -32,8 +31,7 @@ def _build(rule='uniform', **overrides):
     """The model, its rates set by ``rule`` as DropPathRateHook does."""
     cfg = copy.deepcopy(CFG)
     cfg.update(overrides)
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        model = MODELS.build(cfg)
+    model = build_mmpretrain(cfg)
     if rule is not None:
         rate = max(get_drop_path_rates(model.backbone))
         set_drop_path_rates(model.backbone, rate, rule)
@@ -168,8 +166,7 @@ def test_predict_equals_image_classifier_with_same_weights():
     cosub = _build()
     plain_cfg = copy.deepcopy(CFG)
     plain_cfg['type'] = 'ImageClassifier'
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        plain = MODELS.build(plain_cfg)
+    plain = build_mmpretrain(plain_cfg)
     plain.load_state_dict(cosub.state_dict(), strict=True)
     cosub.eval()
     plain.eval()

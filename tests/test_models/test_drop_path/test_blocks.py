@@ -15,7 +15,7 @@ from cosub_mm.models.drop_path import (EFFICIENT_BLOCKS, EfficientBlock,
                                        register_efficient_block,
                                        set_drop_path_rates)
 from cosub_mm.registry import MODELS
-from conftest import build_classifier, cosub_loss_and_grads
+from conftest import build_mmpretrain, cosub_loss_and_grads
 
 # the tiny architectures are shared with the backbone tests
 sys.path.insert(
@@ -90,12 +90,12 @@ def test_eval_mode_is_untouched(arch):
 
 def test_cosub_classifier_switch_converts_the_backbone():
     backbone, neck, head = copy.deepcopy(TINY_ARCHS['deit3'])
-    model = build_classifier(
+    model = build_mmpretrain(
         dict(type='cosub_mm.CosubClassifier', backbone=backbone, head=head,
              efficient_drop_path=True))
     names = {type(m).__name__ for m in model.backbone.layers}
     assert names == {'EfficientDeiT3TransformerEncoderLayer'}
-    default = build_classifier(
+    default = build_mmpretrain(
         dict(type='cosub_mm.CosubClassifier', backbone=backbone, head=head))
     assert {type(m).__name__ for m in default.backbone.layers} == {
         'DeiT3TransformerEncoderLayer'}
@@ -115,7 +115,7 @@ def _cosub(arch, efficient, share=True, rate=0.1, rule='uniform',
     backbone, neck, head = copy.deepcopy(TINY_ARCHS[arch])
     backbone.update(backbone_kw)
     torch.manual_seed(0)
-    model = build_classifier(
+    model = build_mmpretrain(
         dict(type='cosub_mm.CosubClassifier', backbone=backbone, neck=neck,
              head=head, efficient_drop_path=efficient, share_copies=share))
     set_drop_path_rates(model.backbone, rate, rule)

@@ -18,7 +18,7 @@ from cosub_mm.models.drop_path import (SubmodelPlan, draw_submodel_plan,
                                        sample_keep_mask, set_drop_path_rates,
                                        timm_keep_mask)
 from cosub_mm.registry import MODELS
-from conftest import build_classifier
+from conftest import build_mmpretrain
 
 sys.path.insert(
     0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
@@ -257,7 +257,7 @@ def test_a_plan_for_another_batch_is_refused(toy):
 def test_a_compiled_cosub_loss_breaks_the_graph_once_for_the_plan():
     from mmpretrain.structures import DataSample
     backbone, neck, head = copy.deepcopy(TINY_ARCHS['deit3'])
-    model = build_classifier(
+    model = build_mmpretrain(
         dict(type='cosub_mm.CosubClassifier', backbone=backbone, neck=neck,
              head=head, efficient_drop_path=True))
     set_drop_path_rates(model.backbone, 0.3, 'uniform')
@@ -276,7 +276,7 @@ def test_a_planned_bf16_step_matches_fp32_and_scores_in_fp32():
     from mmpretrain.structures import DataSample
     backbone, neck, head = copy.deepcopy(TINY_ARCHS['deit3'])
     torch.manual_seed(0)
-    model = build_classifier(
+    model = build_mmpretrain(
         dict(type='cosub_mm.CosubClassifier', backbone=backbone, neck=neck,
              head=head, efficient_drop_path=True,
              cosub_loss=dict(type='cosub_mm.CosubLoss', loss_type='ce')))

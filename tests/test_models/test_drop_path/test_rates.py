@@ -1,14 +1,13 @@
 """Per-block drop-path rates of built mmpretrain backbones."""
 import numpy as np
 import pytest
-from mmengine.registry import DefaultScope
 from torch import nn
 
 import cosub_mm  # noqa: F401
 from cosub_mm.models.drop_path import (block_drop_paths,
                                        get_drop_path_rates,
                                        set_drop_path_rates)
-from cosub_mm.registry import MODELS
+from conftest import build_mmpretrain
 
 TINY = dict(embed_dims=16, num_layers=4, num_heads=2, feedforward_channels=32)
 BACKBONES = {
@@ -31,9 +30,7 @@ PER_BLOCK = {'vit': 2, 'deit3': 2, 'convnext': 1, 'swin': 2}
 
 
 def _build(name, **kw):
-    cfg = dict(BACKBONES[name], **kw)
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        return MODELS.build(cfg)
+    return build_mmpretrain(dict(BACKBONES[name], **kw))
 
 
 def _module_rates(model):
