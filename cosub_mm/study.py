@@ -15,11 +15,11 @@ Example:
     >>> round(iv['mean'], 2), iv['n']
     (0.87, 3)
 """
+import fcntl
 import hashlib
 import json
 import os
 import os.path as osp
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import (Callable, Dict, Iterable, List, Optional, Sequence,
@@ -37,9 +37,6 @@ __all__ = [
 #: (with a README saying what they held) rather than being deleted or
 #: mixed in.
 ARCHIVE = 'archive'
-
-_HASH_LOCK = threading.Lock()
-
 
 # ----------------------------------------------------------- statistics ---
 def paired_interval(a: Sequence[float], b: Sequence[float],
@@ -119,7 +116,11 @@ def resolved_hash(config_text: str, path: str,
     """
     from mmengine.config import Config
     os.makedirs(osp.dirname(path), exist_ok=True)
-    with _HASH_LOCK:
+    # ``path`` is shared by every thread and process hashing that run (two
+    # study drivers side by side): one writing it while another parses it
+    # would hash a truncated config
+    with open(path + '.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         with open(path, 'w') as f:
             f.write(config_text)
         cfg = Config.fromfile(path)

@@ -1,5 +1,6 @@
 """cosub_mm.study: records, stale detection, statistics and the run pool."""
 import json
+import multiprocessing
 import os.path as osp
 
 import pytest
@@ -49,6 +50,22 @@ def test_resolved_hash_ignores_the_seed_not_the_recipe(tmp_path):
         cfg.a = 2
     assert study.resolved_hash('a = 1\n', str(tmp_path / 'q.py'),
                                adjust=double) == other
+
+
+def _hash_repeatedly(args):
+    text, path, times = args
+    return {study.resolved_hash(text, path) for _ in range(times)}
+
+
+def test_resolved_hash_is_safe_across_processes(tmp_path):
+    """Two study drivers hash different runs through one shared file."""
+    path = str(tmp_path / 'shared.py')
+    texts = [f'a = {i}\nb = [{i}] * 50\n' for i in range(2)]
+    refs = [study.resolved_hash(t, str(tmp_path / f'{i}.py'))
+            for i, t in enumerate(texts)]
+    with multiprocessing.get_context('fork').Pool(2) as pool:
+        got = pool.map(_hash_repeatedly, [(t, path, 30) for t in texts])
+    assert got == [{r} for r in refs]
 
 
 def test_run_pool_schedules_a_stage_once_its_inputs_are_done():
