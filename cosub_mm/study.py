@@ -22,14 +22,15 @@ import os
 import os.path as osp
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from typing import (Callable, Dict, Iterable, List, Optional, Sequence,
-                    Tuple)
+from contextlib import contextmanager
+from typing import (Callable, Dict, Iterable, Iterator, List, Optional,
+                    Sequence, Tuple)
 
 import numpy as np
 
 __all__ = [
     'ARCHIVE', 'paired_interval', 'mean_std', 'interval_text',
-    'machine_load', 'resolved_hash', 'write_record', 'load_records',
+    'machine_load', 'locked', 'resolved_hash', 'write_record', 'load_records',
     'split_stale', 'archived', 'run_pool', 'verdict'
 ]
 
@@ -99,6 +100,18 @@ def machine_load() -> List[float]:
         return [0.0, 0.0, 0.0]
 
 
+@contextmanager
+def locked(path: str) -> Iterator[None]:
+    """Hold ``path + '.lock'`` exclusively: across threads and processes.
+
+    Args:
+        path (str): What the lock guards (a file or run directory).
+    """
+    with open(path + '.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def resolved_hash(config_text: str, path: str,
                   adjust: Optional[Callable] = None,
                   ignore: Iterable[str] = ('randomness', 'work_dir')) -> str:
@@ -119,8 +132,7 @@ def resolved_hash(config_text: str, path: str,
     # ``path`` is shared by every thread and process hashing that run (two
     # study drivers side by side): one writing it while another parses it
     # would hash a truncated config
-    with open(path + '.lock', 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(path):
         with open(path, 'w') as f:
             f.write(config_text)
         cfg = Config.fromfile(path)

@@ -46,7 +46,6 @@ Usage:
     python tools/analysis_tools/compare_seg_init.py --quick   # minutes
 """
 import argparse
-import fcntl
 import hashlib
 import json
 import os
@@ -213,8 +212,7 @@ class Study:
         os.makedirs(osp.dirname(rerun_dir), exist_ok=True)
         # the arms of a seed share its classifiers: one job retrains, the
         # others wait for it (threads of the pool or other processes)
-        with open(rerun_dir + '.lock', 'w') as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with study.locked(rerun_dir):
             redo = {r['name']: r for r in cls_study.load_records(
                 osp.join(rerun, 'records'), cspec['regime'])}.get(name)
             if not (redo and redo['config_hash'] == self.cls_hash(spec)
