@@ -16,14 +16,19 @@ Example:
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
+from cosub_mm.fileio import atomic_write_text
+from cosub_mm.study import machine_load
+
 __all__ = [
-    'REPO', 'tool_env', 'run_tool', 'train_config', 'read_scalars',
-    'metric_history', 'last_checkpoint', 'format_options',
+    'REPO', 'tool_env', 'run_tool', 'train_config', 'train_in_pieces',
+    'read_scalars', 'checkpoint_step', 'metric_history', 'last_checkpoint',
+    'format_options',
     'check_fashion_mnist'
 ]
 
@@ -147,6 +152,30 @@ def train_config(config: str,
     return time.time() - start
 
 
+def _stamps(work_dir: str) -> List[str]:
+    """The timestamped folders (one per launch) that logged scalars."""
+    if not osp.isdir(work_dir):
+        return []
+    return sorted(
+        d for d in os.listdir(work_dir)
+        if osp.isfile(osp.join(work_dir, d, 'vis_data', 'scalars.json')))
+
+
+def _launches(work_dir: str) -> List[str]:
+    """mmengine's timestamped folders, one per launch."""
+    return sorted(d for d in os.listdir(work_dir)
+                  if re.fullmatch(r'\d{8}_\d{6}', d)
+                  and osp.isdir(osp.join(work_dir, d)))
+
+
+def _scalars_of(work_dir: str, stamp: str) -> List[dict]:
+    path = osp.join(work_dir, stamp, 'vis_data', 'scalars.json')
+    if not osp.isfile(path):  # a launch that stopped before it logged
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def read_scalars(work_dir: str) -> List[dict]:
     """The records of the newest run's ``vis_data/scalars.json``.
 
@@ -157,14 +186,122 @@ def read_scalars(work_dir: str) -> List[dict]:
     Raises:
         FileNotFoundError: When no run under ``work_dir`` logged scalars.
     """
-    stamps = sorted(
-        d for d in os.listdir(work_dir)
-        if osp.isfile(osp.join(work_dir, d, 'vis_data', 'scalars.json')))
+    stamps = _stamps(work_dir)
     if not stamps:
         raise FileNotFoundError(f'no vis_data/scalars.json under {work_dir}')
-    with open(osp.join(work_dir, stamps[-1], 'vis_data',
-                       'scalars.json')) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return _scalars_of(work_dir, stamps[-1])
+
+
+PIECES = 'pieces.json'
+
+
+def checkpoint_step(path: str) -> int:
+    """The iteration or epoch of an mmengine checkpoint (``iter_600.pth``).
+
+    Raises:
+        ValueError: When the file name carries no step.
+    """
+    match = re.search(r'(?:iter|epoch)_(\d+)\.pth$', path)
+    if match is None:
+        raise ValueError(f'{path}: not an iter_N.pth or epoch_N.pth '
+                         'checkpoint')
+    return int(match.group(1))
+
+
+def _load_pieces(work_dir: str, key: str) -> List[dict]:
+    """The pieces of the run in ``work_dir`` that the next call continues:
+    empty unless every piece of a run started with ``key`` ended at a
+    time limit whose checkpoint is still the last one."""
+    path = osp.join(work_dir, PIECES)
+    if not osp.isfile(path):
+        return []
+    try:
+        with open(path) as f:
+            state = json.load(f)
+        pieces = state['pieces']
+        ok = state['key'] == key and pieces and all(
+            'wall_s' in p for p in pieces)
+        ok = ok and last_checkpoint(work_dir) == pieces[-1]['checkpoint']
+    except (OSError, ValueError, KeyError, TypeError):
+        # unreadable, killed mid-piece or checkpoint gone: start afresh
+        return []
+    return pieces if ok else []
+
+
+def train_in_pieces(config: str,
+                    work_dir: str,
+                    length: int,
+                    key: str,
+                    extra_args: Sequence[str] = (),
+                    hours: Optional[float] = None,
+                    threads: Optional[int] = None) -> Optional[dict]:
+    """Train ``config`` to step ``length``, one piece per call.
+
+    A piece ends at the run's end, or at its first checkpoint after
+    ``hours`` (``tools/train.py --time-limit``, :class:`TimeLimitHook`);
+    the next call continues the run from that checkpoint (``--resume``) if
+    it was started with the same ``key`` (e.g. its config hash). A run
+    killed mid-piece, or of another key, starts afresh: its checkpoint may
+    be one whose RNG states do not continue it exactly. For an exact
+    continuation the config needs :class:`ExactResumeHook`. The pieces are
+    kept in ``{work_dir}/pieces.json``; piece ``i`` logs to ``train.log``
+    (``train.{i}.log`` after the first).
+
+    Args:
+        config (str): Config path.
+        work_dir (str): The run's work_dir.
+        length (int): The run's last iteration (or epoch), as its
+            checkpoints name it.
+        key (str): What the run is; a run of another key is not continued.
+        extra_args (Sequence[str]): More flags of ``tools/train.py``.
+        hours (float, optional): Time limit of this piece.
+        threads (int, optional): Threads of the subprocess.
+
+    Returns:
+        dict or None: None while the run is unfinished; at its end
+        ``wall_s`` (the pieces' sum), ``pieces`` (``from_step``,
+        ``to_step``, ``wall_s``, ``load_start``, ``load_end`` each) and
+        ``scalars``, the pieces' ``scalars.json`` records joined at their
+        checkpoints.
+    """
+    pieces = _load_pieces(work_dir, key)
+    args = list(extra_args)
+    start = pieces[-1]['to_step'] if pieces else 0
+    if pieces:
+        args += ['--resume', pieces[-1]['checkpoint']]
+    if hours is not None:
+        args += ['--time-limit', str(max(0.0, hours))]
+    os.makedirs(work_dir, exist_ok=True)
+    before = set(_launches(work_dir))
+    piece = dict(from_step=start, load_start=machine_load())
+    state_path = osp.join(work_dir, PIECES)
+    atomic_write_text(json.dumps(dict(key=key, pieces=pieces + [piece]),
+                                 indent=1), state_path)
+    log = 'train.log' if not pieces else f'train.{len(pieces)}.log'
+    piece['wall_s'] = round(train_config(
+        config, work_dir, args, threads=threads,
+        log_file=osp.join(work_dir, log)), 1)
+    new = sorted(set(_launches(work_dir)) - before)
+    if not new:
+        raise RuntimeError(f'train_in_pieces: the piece left no timestamped '
+                           f'log folder under {work_dir}')
+    piece.update(stamp=new[-1], checkpoint=last_checkpoint(work_dir),
+                 load_end=machine_load())
+    piece['to_step'] = checkpoint_step(piece['checkpoint'])
+    pieces.append(piece)
+    atomic_write_text(json.dumps(dict(key=key, pieces=pieces), indent=1),
+                      state_path)
+    if piece['to_step'] < length:
+        return None
+    scalars = []
+    for p in pieces:
+        scalars += [r for r in _scalars_of(work_dir, p['stamp'])
+                    if p['from_step'] < r.get('step', 0) <= p['to_step']]
+    return dict(
+        wall_s=round(sum(p['wall_s'] for p in pieces), 1), scalars=scalars,
+        pieces=[{k: p[k] for k in ('from_step', 'to_step', 'wall_s',
+                                   'load_start', 'load_end')}
+                for p in pieces])
 
 
 def metric_history(records: List[dict], key: str) -> List[tuple]:

@@ -3,7 +3,7 @@
 Usage:
     python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]]
         [--resume-unsafe] [--amp [--amp-dtype {fp16,bf16}]] [--auto-scale-lr]
-        [--no-validate] [--length N] [--test]
+        [--no-validate] [--length N] [--time-limit HOURS] [--test]
         [--cfg-options K=V ...] [--launcher {none,pytorch,slurm,mpi}]
 """
 import argparse
@@ -17,6 +17,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from cosub_mm.engine.hooks import TimeLimitHook
 from cosub_mm.fileio import atomic_write_text
 from cosub_mm.stack.distributed import finish_distributed_run
 from cosub_mm.utils import (fix_dataloaders, log_metrics_by_iter,
@@ -70,6 +71,13 @@ def parse_args() -> argparse.Namespace:
         help='train for N epochs or iterations (the config\'s unit), with '
         'every scheduler bound scaled along (warmup stays a fraction)')
     parser.add_argument(
+        '--time-limit',
+        type=float,
+        metavar='HOURS',
+        help='end the run at its first checkpoint after HOURS (of an '
+        'iteration that does not validate); --resume continues it '
+        '(cosub_mm.TimeLimitHook)')
+    parser.add_argument(
         '--test',
         action='store_true',
         help='evaluate the final model on the test set once after training '
@@ -102,6 +110,10 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
     if args.amp or args.amp_dtype:
         enable_amp(cfg, args.amp_dtype)
+
+    if args.time_limit is not None:
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+            dict(type='cosub_mm.TimeLimitHook', hours=args.time_limit)]
 
     if args.resume == 'auto':
         cfg.resume = True
@@ -164,6 +176,11 @@ def main() -> None:
     else:
         runner = Runner.from_cfg(cfg)
     runner.train()
+    if any(getattr(h, 'stopped', False) for h in runner.hooks
+           if isinstance(h, TimeLimitHook)):
+        # a piece of the run: testing waits for its end
+        finish_distributed_run()
+        return
     if args.test:
         metrics = runner.test()
         if runner.rank == 0:

@@ -432,3 +432,38 @@ def test_arms_of_a_seed_retrain_its_missing_classifier_once(
     assert out[0][1]['backbone_retrained_test_top1'] == 71.5
     # a later ask finds the retrained run without training again
     assert st.checkpoint(specs[0]) == out[0] and len(calls) == 1
+
+
+def test_a_run_in_pieces_is_the_run_trained_in_one_go(quick_study, tmp_path):
+    """Stopped at its time limit twice (after iterations 1 and 3, across
+    the validation at 2) and continued, a run ends with the weights and
+    curve of the run trained in one go as the recorded runs were: without
+    the resume points and without ExactResumeHook."""
+    import torch
+
+    from cosub_mm.runs import metric_history, read_scalars, train_config
+    st = quick_study
+    spec = seg.make_spec('quick', 'random', 'plain', 12, 0)
+    assert st.execute(spec, hours=0) is None
+    assert st.execute(spec, hours=0) is None
+    assert not st.records()[0]
+    rec = st.execute(spec)
+    assert [(p['from_step'], p['to_step']) for p in rec['pieces']] == [
+        (0, 1), (1, 3), (3, 12)]
+    assert rec['wall_s'] == pytest.approx(
+        sum(p['wall_s'] for p in rec['pieces']), abs=0.2)
+    run_dir = osp.join(st.work_dir, spec['regime'], seg.run_name(spec))
+    ref = str(tmp_path / 'one_go')
+    cfg = str(tmp_path / 'one_go.py')  # the run dir's holds mmengine's dump
+    with open(cfg, 'w') as f:
+        f.write(seg.config_text(spec, None, st.scenes_root))
+    train_config(cfg, ref, ['--length', '12'], threads=1)
+    ref_scalars = read_scalars(ref)
+    assert rec['curve'] == metric_history(ref_scalars, 'mIoU')
+    assert [c[0] for c in rec['curve']] == [2, 4, 6, 8, 10, 12]
+    pieces = torch.load(osp.join(run_dir, 'iter_12.pth'),
+                        weights_only=False)['state_dict']
+    one_go = torch.load(osp.join(ref, 'iter_12.pth'),
+                        weights_only=False)['state_dict']
+    assert pieces.keys() == one_go.keys()
+    assert all(torch.equal(pieces[k], one_go[k]) for k in one_go)

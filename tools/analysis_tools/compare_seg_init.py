@@ -40,6 +40,10 @@ work dir (``--cls-work-dir``); one that is missing there (another machine)
 is retrained under this study's work dir from its record's spec, and the
 seg record notes the retrained run's test top-1 beside the recorded one.
 
+A run still going when ``--max-hours`` ends stops at its next checkpoint
+(of 32 per run) and the next invocation continues it, exactly: the pieces
+of a run give the numbers of a run that did not stop.
+
 Usage:
     python tools/analysis_tools/compare_seg_init.py --max-hours 2
     python tools/analysis_tools/compare_seg_init.py --summarise-only
@@ -59,8 +63,7 @@ import numpy as np
 
 from cosub_mm import study
 from cosub_mm.runs import (REPO, check_fashion_mnist, last_checkpoint,
-                           metric_history, read_scalars, tool_env,
-                           train_config)
+                           metric_history, tool_env, train_in_pieces)
 
 sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
 import replicate_fashion_mnist as cls_study  # noqa: E402
@@ -70,6 +73,7 @@ SCENES_TOOL = 'tools/dataset_converters/make_fashion_scenes.py'
 SCENES = dict(seed=0, num_train=400, num_val=100, size=64)
 FLAT_GAIN = 0.5  # validation mIoU gained by doubling the length
 HEADLINE_SEEDS = 3  # paired seeds a comparison needs at a length
+RESUME_POINTS = 32  # checkpoints a run can stop and be continued at
 #: (backbone init, finetuning) of each arm, in the order of the tables.
 ARMS = (('cosub', 'plain'), ('baseline', 'plain'), ('random', 'plain'),
         ('cosub', 'cosub'))
@@ -293,8 +297,17 @@ class Study:
                   for i, f in ARMS])
         return out
 
-    def execute(self, spec: dict) -> dict:
-        """Finetune one arm and write its record."""
+    def execute(self, spec: dict,
+                hours: Optional[float] = None) -> Optional[dict]:
+        """Finetune one arm, or its next piece, and record it at its end.
+
+        With ``hours`` the run stops at its first checkpoint after them
+        and the next call continues it exactly (``train_in_pieces``); the
+        record sums the pieces' wall times and lists them.
+
+        Returns:
+            dict or None: The record, or None while the run is unfinished.
+        """
         self.make_scenes()
         ckpt, note = self.checkpoint(spec)
         name = run_name(spec)
@@ -303,23 +316,37 @@ class Study:
         cfg_path = osp.join(run_dir, 'config.py')
         with open(cfg_path, 'w') as f:
             f.write(config_text(spec, ckpt, self.scenes_root))
-        load_start = study.machine_load()
-        wall = train_config(cfg_path, run_dir,
-                            ['--length', str(spec['iters'])], threads=1)
-        scalars = read_scalars(run_dir)
+        every = max(1, spec['iters'] // RESUME_POINTS)
+        # resume points that change no number, hence outside the hash: the
+        # checkpoints keep the RNG states, and validation draws from them as
+        # it does without ExactResumeHook (as the recorded runs did)
+        args = ['--length', str(spec['iters']), '--cfg-options',
+                f'default_hooks.checkpoint.interval={every}',
+                'default_hooks.exact_resume.type=cosub_mm.ExactResumeHook',
+                'default_hooks.exact_resume.isolate_val=False']
+        run = train_in_pieces(cfg_path, run_dir, spec['iters'],
+                              self.config_hash(spec), args, hours=hours,
+                              threads=1)
+        if run is None:
+            return None
+        scalars = run['scalars']
         curve = metric_history(scalars, 'mIoU')
         if not curve:
             raise RuntimeError(f'compare_seg_init: no mIoU logged under '
                                f'{run_dir}')
         times = [t for _, t in metric_history(scalars, 'time')][1:]
+        pieces = run['pieces']
         record = dict(
             name=name, spec=spec, config_hash=self.config_hash(spec),
             mIoU=curve[-1][1], best_mIoU=max(v for _, v in curve),
             aAcc=metric_history(scalars, 'aAcc')[-1][1], curve=curve,
             s_per_iter=float(np.mean(times)) if times else None,
-            wall_s=round(wall, 1), threads=1, load_start=load_start,
-            load_end=study.machine_load(), cpus=os.cpu_count(),
+            wall_s=run['wall_s'], threads=1,
+            load_start=pieces[0]['load_start'],
+            load_end=pieces[-1]['load_end'], cpus=os.cpu_count(),
             finished=time.strftime('%Y-%m-%d %H:%M'), **note)
+        if len(pieces) > 1:
+            record['pieces'] = pieces
         study.write_record(self.records_dir, spec['regime'], record)
         return record
 
@@ -695,7 +722,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='the quick regimes of both studies, records '
                         'under the work dir')
     parser.add_argument('--jobs', type=int, default=2)
-    parser.add_argument('--max-hours', type=float, default=2.0)
+    parser.add_argument('--max-hours', type=float, default=2.0,
+                        help='start no run after this; a run still going '
+                        'then stops at its next checkpoint, continued by the '
+                        'next invocation')
     parser.add_argument('--max-runs', type=int, default=None)
     parser.add_argument('--work-dir', default='work_dirs/compare_seg_init')
     parser.add_argument('--records-dir', default=None,
@@ -750,9 +780,14 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                     out.append((key, spec))
             return out
 
+        # a run still going when the budget ends stops at its next
+        # checkpoint; the next invocation continues it
+        end = time.time() + 3600 * args.max_hours
+
         study.run_pool(
             todo, lambda spec: by_name[
-                f"{spec['regime']}/{run_name(spec)}"].execute(spec),
+                f"{spec['regime']}/{run_name(spec)}"].execute(
+                    spec, hours=max(0.0, end - time.time()) / 3600),
             args.jobs, args.max_hours, args.max_runs,
             log=lambda m: print(m, flush=True))
     summary = summarise(studies, args.out_md,

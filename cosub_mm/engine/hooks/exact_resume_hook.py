@@ -220,7 +220,12 @@ class ExactResumeHook(Hook):
     iterator draws its base seed from torch's RNG even without workers), and
     it runs after the checkpoint of its iteration is saved; the hook
     therefore gives validation the RNGs back as they were before it, so the
-    training draws do not depend on whether and when validation ran.
+    training draws do not depend on whether and when validation ran. With
+    ``isolate_val=False`` validation draws from the training RNGs as it
+    does without the hook, so an uninterrupted run is the same as one
+    without it (for runs recorded before the hook was added); a resume is
+    then exact from a checkpoint of an iteration that does not validate
+    (:class:`TimeLimitHook` stops at those only).
 
     The states are stored under ``checkpoint['meta']['rng_state']`` (and,
     with several processes, every rank's under ``rng_state_ranks``, each
@@ -232,6 +237,8 @@ class ExactResumeHook(Hook):
         skip_at_sampler (bool): Skip the trained batches at the sampler
             where the loader allows it, instead of mmengine's replay.
             Defaults to True.
+        isolate_val (bool): Give validation its own RNG draws, so that the
+            training draws do not depend on it. Defaults to True.
 
     Example:
         >>> custom_hooks = [dict(type='cosub_mm.ExactResumeHook')]
@@ -239,8 +246,11 @@ class ExactResumeHook(Hook):
 
     priority = 'VERY_LOW'
 
-    def __init__(self, skip_at_sampler: bool = True) -> None:
+    def __init__(self,
+                 skip_at_sampler: bool = True,
+                 isolate_val: bool = True) -> None:
         self.skip_at_sampler = skip_at_sampler
+        self.isolate_val = isolate_val
         self._resumed_state: Optional[Dict[str, Any]] = None
         self._val_state: Optional[Dict[str, Any]] = None
         self._rank_states: Optional[list] = None
@@ -287,7 +297,8 @@ class ExactResumeHook(Hook):
 
     def before_val(self, runner: Any) -> None:
         """Remember the training RNG states before validation draws."""
-        self._val_state = get_rng_state()
+        if self.isolate_val:
+            self._val_state = get_rng_state()
 
     def after_val(self, runner: Any) -> None:
         """Give training its RNG states back."""
