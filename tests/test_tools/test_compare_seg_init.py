@@ -467,3 +467,24 @@ def test_a_run_in_pieces_is_the_run_trained_in_one_go(quick_study, tmp_path):
                         weights_only=False)['state_dict']
     assert pieces.keys() == one_go.keys()
     assert all(torch.equal(pieces[k], one_go[k]) for k in one_go)
+
+
+def test_a_doubling_pair_from_different_backbones_is_named(quick_study,
+                                                           tmp_path):
+    """Two retrains of a classifier on different machines differ: the
+    length check says which of its gains mix in that change."""
+    st = quick_study
+    st.reg = dict(st.reg, max_doublings=1)
+    t = st.reg['iters']
+    records = {}
+    _check(st, records, t, 0, 30.0, 30.2)
+    short, long_ = (records[seg.run_name(seg.make_spec(
+        'quick', 'baseline', 'plain', n, 0))] for n in (t, 2 * t))
+    short.update(backbone_test_top1=70.0, backbone_retrained_test_top1=70.0)
+    long_.update(backbone_test_top1=70.0, backbone_retrained_test_top1=71.5)
+    plan = st.plan(records)
+    note = seg.backbone_changes(st, records, plan['checks'])
+    assert f'changed within {t} → {2 * t}, seed 0 (70.00 → 71.50)' in note
+    long_.pop('backbone_retrained_test_top1')  # the recorded classifier
+    assert seg.backbone_top1(long_) == 70.0
+    assert seg.backbone_changes(st, records, plan['checks']) == ''

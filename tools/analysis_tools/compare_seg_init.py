@@ -369,6 +369,35 @@ def length_check(length: int, gains: Sequence[Tuple[int, float, float]]
     return text
 
 
+def backbone_top1(record: dict) -> Optional[float]:
+    """Test top-1 of the classifier a run was finetuned from: its retrain's
+    where the study retrained it (a retrain on another machine can differ
+    from the recorded run)."""
+    return record.get('backbone_retrained_test_top1',
+                      record.get('backbone_test_top1'))
+
+
+def backbone_changes(st: 'Study', records: Dict[str, dict],
+                     checks: Sequence[Tuple[int, list]]) -> str:
+    """A sentence naming the doubling pairs of the length check finetuned
+    from different classifiers ('' when there is none)."""
+    changed = []
+    for n, gains in checks:
+        for seed, _, _ in gains:
+            a, b = (backbone_top1(records[run_name(make_spec(
+                st.regime, 'baseline', 'plain', m, seed))])
+                for m in (n, 2 * n))
+            if None not in (a, b) and a != b:
+                changed.append(f'{n} → {2 * n}, seed {seed} ({a:.2f} → '
+                               f'{b:.2f})')
+    if not changed:
+        return ''
+    return (' The backbone changed within ' + '; '.join(changed) +
+            ' (test top-1 of the classifier each run was finetuned from: '
+            'retrained on different machines, which are not bit-identical), '
+            'so those gains include the change of backbone.')
+
+
 COMPARISONS = (('cosub_vs_baseline_init', ('cosub', 'plain'),
                 ('baseline', 'plain')),
                ('cosub_init_vs_random', ('cosub', 'plain'),
@@ -513,8 +542,8 @@ def regime_summary(st: Study, records: Dict[str, dict]
                  'finished, and its arms run beside it.')
     lines += ['Finetuning length (baseline-init, seed '
               f"{reg['seeds'][0]}{confirm}; doubling must gain < {FLAT_GAIN} "
-              'validation mIoU): ' + (checks or 'not run yet') + '.' + state,
-              '']
+              'validation mIoU): ' + (checks or 'not run yet') + '.' + state +
+              backbone_changes(st, records, plan['checks']), '']
     if plan['length'] is None:
         return lines + all_runs(records), None
     length = plan['length']
