@@ -234,7 +234,8 @@ def train_in_pieces(config: str,
                     key: str,
                     extra_args: Sequence[str] = (),
                     hours: Optional[float] = None,
-                    threads: Optional[int] = None) -> Optional[dict]:
+                    threads: Optional[int] = None,
+                    resume_points: Optional[int] = 32) -> Optional[dict]:
     """Train ``config`` to step ``length``, one piece per call.
 
     A piece ends at the run's end, or at its first checkpoint after
@@ -256,6 +257,9 @@ def train_in_pieces(config: str,
         extra_args (Sequence[str]): More flags of ``tools/train.py``.
         hours (float, optional): Time limit of this piece.
         threads (int, optional): Threads of the subprocess.
+        resume_points (int, optional): Checkpoints of the run, hence the
+            places a piece can end (the interval is ``length //
+            resume_points``, at least 1); None keeps the config's.
 
     Returns:
         dict or None: None while the run is unfinished; at its end
@@ -266,6 +270,10 @@ def train_in_pieces(config: str,
     """
     pieces = _load_pieces(work_dir, key)
     args = list(extra_args)
+    if resume_points:
+        # a second --cfg-options merges into the first
+        args += ['--cfg-options', 'default_hooks.checkpoint.interval='
+                 f'{max(1, length // resume_points)}']
     start = pieces[-1]['to_step'] if pieces else 0
     if pieces:
         args += ['--resume', pieces[-1]['checkpoint']]

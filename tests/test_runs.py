@@ -45,15 +45,16 @@ def fake_train(monkeypatch):
 def test_pieces_resume_their_checkpoint_and_join_their_logs(tmp_path,
                                                             fake_train):
     work_dir = str(tmp_path / 'run')
+    every = ['--cfg-options', 'default_hooks.checkpoint.interval=2']
     assert runs.train_in_pieces('c.py', work_dir, 6, 'k1', ['--x'],
-                                hours=0.5) is None
-    assert fake_train[-1] == ['--x', '--time-limit', '0.5']
+                                hours=0.5, resume_points=3) is None
+    assert fake_train[-1] == ['--x'] + every + ['--time-limit', '0.5']
     assert runs.train_in_pieces('c.py', work_dir, 6, 'k1', ['--x'],
-                                hours=0) is None
-    assert fake_train[-1] == ['--x', '--resume',
-                              osp.join(work_dir, 'iter_2.pth'),
-                              '--time-limit', '0.0']
-    out = runs.train_in_pieces('c.py', work_dir, 6, 'k1', ['--x'])
+                                hours=0, resume_points=3) is None
+    assert fake_train[-1] == ['--x'] + every + [
+        '--resume', osp.join(work_dir, 'iter_2.pth'), '--time-limit', '0.0']
+    out = runs.train_in_pieces('c.py', work_dir, 6, 'k1', ['--x'],
+                               resume_points=None)  # the config's interval
     assert fake_train[-1] == ['--x', '--resume',
                               osp.join(work_dir, 'iter_4.pth')]
     # each step once, from the launch that continued it

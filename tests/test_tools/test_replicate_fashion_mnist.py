@@ -1,6 +1,6 @@
 """tools/analysis_tools/replicate_fashion_mnist.py: statistics, records,
 stale detection, the staged plan and the generated results (synthetic
-records; no training)."""
+records), and one real cosub run trained in pieces."""
 import json
 import os.path as osp
 import sys
@@ -295,3 +295,36 @@ def test_step_cost_is_measured_side_by_side_and_recorded(tmp_path):
     stale = dict(rec, config_hash='0' * 16)
     study.write_record(rd, rep.STEP_COST_DIR, stale)
     assert rep.load_step_costs(rd, wd) == {}
+
+
+def test_a_run_in_pieces_records_the_run_trained_in_one_go(tmp_path):
+    """A quick cosub run stopped at its time limit after iteration 1 and
+    continued ends with the weights, validation curve and test top-1 of
+    the same config trained in one go (the runtime's ExactResumeHook)."""
+    import torch
+
+    from cosub_mm.runs import (check_fashion_mnist, metric_history,
+                               read_scalars, train_config)
+    check_fashion_mnist(osp.join(REPO, rep.DATA_ROOT))
+    wd, rd = str(tmp_path / 'wd'), str(tmp_path / 'records')
+    plan = rep.Plan('quick', {})
+    spec = plan.cosub(rep.REGIMES['quick']['grid'][0], 20, 0)
+    assert rep.execute(spec, wd, rd, 1, echo=lambda m: None,
+                       hours=0) is None
+    rec = rep.execute(spec, wd, rd, 1, echo=lambda m: None)
+    assert [(p['from_step'], p['to_step']) for p in rec['pieces']] == [
+        (0, 1), (1, 20)]
+    ref = str(tmp_path / 'one_go')
+    cfg = str(tmp_path / 'one_go.py')
+    with open(cfg, 'w') as f:
+        f.write(rep.config_text(spec))
+    train_config(cfg, ref, ['--length', '20', '--test'], threads=1)
+    assert rec['val_curve'] == metric_history(read_scalars(ref),
+                                              'accuracy/top1')
+    with open(osp.join(ref, 'test_metrics.json')) as f:
+        assert rec['test_top1'] == json.load(f)['accuracy/top1']
+    run_dir = osp.join(wd, 'quick', rep.run_name(spec))
+    pieces, one_go = (torch.load(osp.join(d, 'iter_20.pth'),
+                                 weights_only=False)['state_dict']
+                      for d in (run_dir, ref))
+    assert all(torch.equal(pieces[k], one_go[k]) for k in one_go)

@@ -73,7 +73,6 @@ SCENES_TOOL = 'tools/dataset_converters/make_fashion_scenes.py'
 SCENES = dict(seed=0, num_train=400, num_val=100, size=64)
 FLAT_GAIN = 0.5  # validation mIoU gained by doubling the length
 HEADLINE_SEEDS = 3  # paired seeds a comparison needs at a length
-RESUME_POINTS = 32  # checkpoints a run can stop and be continued at
 #: (backbone init, finetuning) of each arm, in the order of the tables.
 ARMS = (('cosub', 'plain'), ('baseline', 'plain'), ('random', 'plain'),
         ('cosub', 'cosub'))
@@ -316,12 +315,10 @@ class Study:
         cfg_path = osp.join(run_dir, 'config.py')
         with open(cfg_path, 'w') as f:
             f.write(config_text(spec, ckpt, self.scenes_root))
-        every = max(1, spec['iters'] // RESUME_POINTS)
         # resume points that change no number, hence outside the hash: the
         # checkpoints keep the RNG states, and validation draws from them as
         # it does without ExactResumeHook (as the recorded runs did)
         args = ['--length', str(spec['iters']), '--cfg-options',
-                f'default_hooks.checkpoint.interval={every}',
                 'default_hooks.exact_resume.type=cosub_mm.ExactResumeHook',
                 'default_hooks.exact_resume.isolate_val=False']
         run = train_in_pieces(cfg_path, run_dir, spec['iters'],

@@ -25,7 +25,9 @@ Each finished run writes one JSON record under ``docs/results/runs/``
 (config hash, spec, validation curve, test top-1, wall time, machine load);
 ``docs/results/fashion_mnist.md``, its PNG and ``fashion_mnist_summary.json``
 are generated from the records only, so the study runs in pieces on any
-machine: a command restarts where the records end. A record whose config
+machine: a command restarts where the records end, and a run still going
+when ``--max-hours`` ends stops at its next checkpoint (of 32) for the next
+command to continue exactly. A record whose config
 hash no longer matches what the current code would run is reported as
 stale and left out.
 
@@ -48,7 +50,7 @@ import numpy as np
 
 from cosub_mm import study
 from cosub_mm.runs import (REPO, check_fashion_mnist, metric_history,
-                           read_scalars, train_config)
+                           train_in_pieces)
 from cosub_mm.study import (ARCHIVE, archived, interval_text,  # noqa: F401
                             load_records, machine_load, mean_std,
                             paired_interval, write_record)
@@ -177,24 +179,33 @@ def val_curve(record: dict) -> List[Tuple[int, float]]:
 
 
 def execute(spec: dict, work_dir: str, records_dir: str,
-            jobs: int, echo=print) -> dict:
-    """Train one run and write its record; return the record."""
+            jobs: int, echo=print,
+            hours: Optional[float] = None) -> Optional[dict]:
+    """Train one run, or its next piece, and record it at its end.
+
+    With ``hours`` the run stops at its first checkpoint after them and the
+    next call continues it exactly (``train_in_pieces``; the runtime's
+    ``ExactResumeHook``). Returns the record, or None while unfinished.
+    """
     name = run_name(spec)
     run_dir = osp.join(work_dir, spec['regime'], name)
     os.makedirs(run_dir, exist_ok=True)
     cfg_path = osp.join(run_dir, 'config.py')
     with open(cfg_path, 'w') as f:
         f.write(config_text(spec))
-    load_start = machine_load()
-    wall = train_config(
-        cfg_path, run_dir, ['--length', str(spec['iters']), '--test'],
-        threads=1, echo=None)
-    scalars = read_scalars(run_dir)
+    run = train_in_pieces(
+        cfg_path, run_dir, spec['iters'], config_hash(spec, work_dir),
+        ['--length', str(spec['iters']), '--test'], hours=hours, threads=1)
+    if run is None:
+        echo(f'{name}: stopped at the time limit, continued next time')
+        return None
+    scalars = run['scalars']
     val = metric_history(scalars, 'accuracy/top1')
     times = [t for _, t in metric_history(scalars, 'time')][1:]
     with open(osp.join(run_dir, 'test_metrics.json')) as f:
         test = json.load(f)['accuracy/top1']
     reg = REGIMES[spec['regime']]
+    pieces = run['pieces']
     record = dict(
         name=name, spec=spec, config_hash=config_hash(spec, work_dir),
         num_train=reg['num_train'],
@@ -202,12 +213,14 @@ def execute(spec: dict, work_dir: str, records_dir: str,
         val_top1=val[-1][1], best_val_top1=max(v for _, v in val),
         val_curve=val, test_top1=float(test),
         s_per_iter=float(np.mean(times)) if times else None,
-        wall_s=round(wall, 1), threads=1, jobs=jobs,
-        load_start=load_start, load_end=machine_load(),
+        wall_s=run['wall_s'], threads=1, jobs=jobs,
+        load_start=pieces[0]['load_start'], load_end=pieces[-1]['load_end'],
         cpus=os.cpu_count(), finished=time.strftime('%Y-%m-%d %H:%M'))
+    if len(pieces) > 1:
+        record['pieces'] = pieces
     write_record(records_dir, spec['regime'], record)
     echo(f'{name}: val {record["val_top1"]:.2f} test {test:.2f} '
-         f'({wall:.0f} s)')
+         f'({run["wall_s"]:.0f} s)')
     return record
 
 
@@ -718,7 +731,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--jobs', type=int, default=2,
                         help='training processes at a time (1 thread each)')
     parser.add_argument('--max-hours', type=float, default=2.0,
-                        help='start no new run after this many hours')
+                        help='start no run after this; a run still going '
+                        'then stops at its next checkpoint, continued by the '
+                        'next invocation')
     parser.add_argument('--max-runs', type=int, default=None)
     parser.add_argument('--work-dir',
                         default='work_dirs/replicate_fashion_mnist')
@@ -771,9 +786,13 @@ def train(regimes: Sequence[str], args: argparse.Namespace) -> None:
             specs += plan.runnable
         return [(f"{s['regime']}/{run_name(s)}", s) for s in specs]
 
+    # a run still going when the budget ends stops at its next
+    # checkpoint; the next invocation continues it
+    end = time.time() + 3600 * args.max_hours
     study.run_pool(
-        todo, lambda spec: execute(spec, args.work_dir, args.records_dir,
-                                   args.jobs, echo=log),
+        todo, lambda spec: execute(
+            spec, args.work_dir, args.records_dir, args.jobs, echo=log,
+            hours=max(0.0, end - time.time()) / 3600),
         args.jobs, args.max_hours, args.max_runs, log=log)
 
 
