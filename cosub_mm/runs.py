@@ -236,7 +236,7 @@ def train_in_pieces(config: str,
                     hours: Optional[float] = None,
                     threads: Optional[int] = None,
                     resume_points: Optional[int] = 32) -> Optional[dict]:
-    """Train ``config`` to step ``length``, one piece per call.
+    """Train an iteration-based ``config`` to ``length``, a piece per call.
 
     A piece ends at the run's end, or at its first checkpoint after
     ``hours`` (``tools/train.py --time-limit``, :class:`TimeLimitHook`);
@@ -251,8 +251,7 @@ def train_in_pieces(config: str,
     Args:
         config (str): Config path.
         work_dir (str): The run's work_dir.
-        length (int): The run's last iteration (or epoch), as its
-            checkpoints name it.
+        length (int): The run's last iteration.
         key (str): What the run is; a run of another key is not continued.
         extra_args (Sequence[str]): More flags of ``tools/train.py``.
         hours (float, optional): Time limit of this piece.
@@ -295,6 +294,11 @@ def train_in_pieces(config: str,
                            f'log folder under {work_dir}')
     piece.update(stamp=new[-1], checkpoint=last_checkpoint(work_dir),
                  load_end=machine_load())
+    if not osp.basename(piece['checkpoint']).startswith('iter_'):
+        # the logs are joined at iterations
+        raise ValueError(f"train_in_pieces: {config} saved "
+                         f"{piece['checkpoint']}; only iteration-based "
+                         'runs (iter_N.pth checkpoints) are trained in pieces')
     piece['to_step'] = checkpoint_step(piece['checkpoint'])
     pieces.append(piece)
     atomic_write_text(json.dumps(dict(key=key, pieces=pieces), indent=1),

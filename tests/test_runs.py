@@ -90,3 +90,19 @@ def test_checkpoint_step_names_a_bad_file():
     assert runs.checkpoint_step('/w/epoch_12.pth') == 12
     with pytest.raises(ValueError, match='latest.pth: not an iter_N.pth'):
         runs.checkpoint_step('/w/latest.pth')
+
+
+def test_an_epoch_based_run_is_refused_naming_its_checkpoint(tmp_path,
+                                                             monkeypatch):
+    work_dir = str(tmp_path / 'run')
+
+    def train_config(config, work_dir, args, threads=None, log_file=None):
+        os.makedirs(osp.join(work_dir, '20261208_000001'))
+        with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
+            f.write(osp.join(work_dir, 'epoch_3.pth'))
+        return 1.0
+
+    monkeypatch.setattr(runs, 'train_config', train_config)
+    with pytest.raises(ValueError, match=r'c.py saved .*epoch_3.pth; only '
+                       'iteration-based'):
+        runs.train_in_pieces('c.py', work_dir, 3, 'k')
