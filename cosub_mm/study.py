@@ -67,10 +67,12 @@ def paired_interval(a: Sequence[float], b: Sequence[float],
 
 
 def mean_std(values: Sequence[float]) -> str:
-    """``mean ± std`` (ddof 1) of values, two decimals."""
+    """``mean ± std`` (ddof 1) of values, two decimals; one value has no
+    std (``± -``): a single seed says nothing of the spread."""
     values = np.asarray(values, float)
-    std = values.std(ddof=1) if values.size > 1 else 0.0
-    return f'{values.mean():.2f} ± {std:.2f}'
+    if values.size < 2:
+        return f'{values.mean():.2f} ± -'
+    return f'{values.mean():.2f} ± {values.std(ddof=1):.2f}'
 
 
 def interval_text(iv: dict) -> str:

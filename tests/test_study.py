@@ -96,3 +96,8 @@ def test_run_pool_respects_max_runs_and_reraises():
     with pytest.raises(RuntimeError, match='run x failed'):
         study.run_pool(lambda: [('x', 'x')], boom, jobs=1, max_hours=1.0,
                        log=lambda m: None)
+
+
+def test_mean_std_gives_one_value_no_spread():
+    assert study.mean_std([40.0, 42.0]) == '41.00 ± 1.41'
+    assert study.mean_std([42.46]) == '42.46 ± -'

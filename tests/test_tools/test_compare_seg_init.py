@@ -259,7 +259,7 @@ def test_comparisons_wait_for_the_decided_length_to_have_its_seeds(
     md = open(out).read()
     assert (f'**In progress:** the decided length, {2 * t} iterations '
             f'(2 of {2 * len(seg.ARMS)} runs recorded)') in md
-    assert '| cosub-init | 1 | 50.00 ± 0.00 | 50.00, - |' in md
+    assert '| cosub-init | 1 | 50.00 ± - | 50.00, - |' in md
     assert (f'- Finetuning still gains at {t} iterations: doubling it gained '
             '+5.00 mIoU (seeds 0), not the < 0.5') in md
     assert (f'{2 * t} iterations is the longest length allowed; its check '
@@ -365,8 +365,8 @@ def test_arms_beyond_the_decided_length_are_shown_without_verdict(
     assert again == head and head['iters'] == t
     md = open(out).read()
     beyond = md.split(f'Beyond the decided length, {2 * t} iterations')[1]
-    assert '| cosub-init | 1 | 31.00 ± 0.00 | 31.00, - |' in beyond
-    assert '| baseline-init | 1 | 30.20 ± 0.00 | 30.20, - |' in beyond
+    assert '| cosub-init | 1 | 31.00 ± - | 31.00, - |' in beyond
+    assert '| baseline-init | 1 | 30.20 ± - | 30.20, - |' in beyond
     assert ('- cosub-init − baseline-init (paired by seed, mean [95 % CI]): '
             '+0.80 (1 pair, no interval) mIoU.') in beyond
     assert 'cosub-init − random-init' not in beyond
