@@ -488,3 +488,26 @@ def test_a_doubling_pair_from_different_backbones_is_named(quick_study,
     long_.pop('backbone_retrained_test_top1')  # the recorded classifier
     assert seg.backbone_top1(long_) == 70.0
     assert seg.backbone_changes(st, records, plan['checks']) == ''
+
+
+def test_the_hours_of_a_piece_include_retraining_its_classifier(
+        quick_study, monkeypatch):
+    """A classifier retrained before the finetuning uses the piece's hours:
+    the finetuning gets what is left."""
+    st = quick_study
+    clock = [1000.0]
+    got = []
+    monkeypatch.setattr(seg.time, 'time', lambda: clock[0])
+    monkeypatch.setattr(st, 'make_scenes', lambda: None)
+
+    def checkpoint(spec):
+        clock[0] += 1800  # half an hour of retraining
+        return '/c/iter_2.pth', {}
+
+    monkeypatch.setattr(st, 'checkpoint', checkpoint)
+    monkeypatch.setattr(seg, 'train_in_pieces',
+                        lambda *a, hours=None, **k: got.append(hours))
+    spec = seg.make_spec('quick', 'cosub', 'plain', 2, 0)
+    assert st.execute(spec, hours=2.0) is None
+    assert got == [1.5]
+    assert st.execute(spec) is None and got[-1] is None

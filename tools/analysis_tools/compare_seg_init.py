@@ -307,6 +307,8 @@ class Study:
         Returns:
             dict or None: The record, or None while the run is unfinished.
         """
+        # the hours count from now: a classifier retrained first uses them
+        end = None if hours is None else time.time() + 3600 * hours
         self.make_scenes()
         ckpt, note = self.checkpoint(spec)
         name = run_name(spec)
@@ -322,7 +324,9 @@ class Study:
                 'default_hooks.exact_resume.type=cosub_mm.ExactResumeHook',
                 'default_hooks.exact_resume.isolate_val=False']
         run = train_in_pieces(cfg_path, run_dir, spec['iters'],
-                              self.config_hash(spec), args, hours=hours,
+                              self.config_hash(spec), args,
+                              hours=None if end is None else max(
+                                  0.0, end - time.time()) / 3600,
                               threads=1)
         if run is None:
             return None
